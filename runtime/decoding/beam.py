@@ -1,0 +1,333 @@
+"""CTC prefix beam search in log space, vectorised over the batch and the beams.
+
+Every sequence keeps `beam_width` prefixes. A prefix's probability is split into
+paths ending in a blank (`pb`) and paths ending in its last character (`pnb`), so
+that "a" followed by "a" can be told apart from "a", blank, "a". Each frame every
+beam can stay (blank, or its last character repeated) or grow by one of the frame's
+`top_k` most probable characters; the `beam_width` best of all these candidates,
+per sequence, survive. All of this is a handful of NumPy operations per frame on
+(batch, beam, top_k) arrays: there is no Python loop over sequences, beams or
+characters.
+
+Prefixes are identified by a 64-bit polynomial hash of their characters plus their
+length, which is how a grown prefix that already exists as another beam is found
+and merged with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .alphabet import Alphabet, as_batch, log_probs
+from .constants import (
+    DEFAULT_BEAM_WIDTH,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_PRUNE_THRESHOLD,
+    DEFAULT_TOP_K,
+)
+from .ctc import forward_log_probs
+from .result import Decoded, build_results
+
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+State = tuple[np.ndarray, ...]
+
+
+class BeamScorer(Protocol):
+    """Extra per-beam state and score added to the CTC score (a language model, a
+    lexicon). States are tuples of arrays; a score of -inf forbids a step."""
+
+    def start(self, batch: int, width: int) -> State:
+        """The state of the empty prefix, as (batch, width) arrays."""
+
+    def extend(self, state: State, chars: np.ndarray) -> tuple[np.ndarray, State]:
+        """Score of appending class `chars[b, j]` to beam (b, k): returns the
+        (B, K, J) added score and the (B, K, J) arrays of the grown beams' state."""
+
+    def finish(self, state: State) -> np.ndarray:
+        """(B, K) score added when a beam ends the sequence (-inf: it may not)."""
+
+
+@dataclass(frozen=True)
+class BeamSearchResult:
+    """The final beams of a batch, best first along axis 1.
+
+    labels: (B, K, T) class emitted by each beam at each frame, -1 where none.
+    ctc: (B, K) CTC prefix log probability.
+    score: (B, K) ranking score: ctc + scorer score + finish score.
+    state: the scorer's state of each beam.
+    """
+
+    labels: np.ndarray
+    ctc: np.ndarray
+    score: np.ndarray
+    state: State
+
+
+def beam_search_decode(
+    probs: np.ndarray,
+    charset: str | Sequence[str],
+    blank: int,
+    beam_width: int = DEFAULT_BEAM_WIDTH,
+    lengths: np.ndarray | Sequence[int] | None = None,
+    *,
+    nbest: int = 1,
+    lm: object | None = None,
+    lm_weight: float = DEFAULT_LM_WEIGHT,
+    prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
+    top_k: int = DEFAULT_TOP_K,
+) -> Decoded | list[Decoded]:
+    """Decode CTC output with prefix beam search.
+
+    Args:
+        probs: per-frame softmax, (T, C) or (B, T, C), C == len(charset) + 1.
+        charset: the output characters in class order, blank excluded.
+        blank: index of the CTC blank class.
+        beam_width: prefixes kept per sequence.
+        lengths: optional (B,) number of valid frames per sequence.
+        nbest: hypotheses returned in `Decoded.nbest` (1: none, just the best).
+        lm: optional character language model (`CharLM` or a path to its JSON).
+        lm_weight: weight of the LM's log probability in the beam score.
+        prune_threshold: characters below this probability in a frame cannot
+            extend a prefix in that frame.
+        top_k: only the `top_k` most probable characters of a frame can extend a
+            prefix in that frame.
+
+    Returns:
+        One `Decoded` for (T, C) input, a list for (B, T, C). `log_prob` is the
+        exact CTC log probability of the returned text (forward algorithm).
+    """
+    alphabet = Alphabet.from_charset(charset, blank)
+    probs, lengths, batched = as_batch(probs, alphabet, lengths)
+    check_search_options(beam_width, nbest, prune_threshold, top_k)
+    scorer = None
+    if lm is not None:
+        from .lm import CharLM, CharLMScorer
+
+        model = lm if isinstance(lm, CharLM) else CharLM.load(lm)
+        scorer = CharLMScorer(model, alphabet, weight=lm_weight)
+    logp = log_probs(probs, lengths, alphabet.blank)
+    search = prefix_beam_search(logp, alphabet.blank, beam_width, top_k, prune_threshold, scorer)
+    results = finish_hypotheses(probs, lengths, alphabet, logp, search.labels, search.score, nbest)
+    return results if batched else results[0]
+
+
+def check_search_options(beam_width: int, nbest: int, prune_threshold: float, top_k: int) -> None:
+    """Raise ValueError for beam search options out of range."""
+    if int(beam_width) != beam_width or beam_width < 1:
+        raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+    if int(nbest) != nbest or not 1 <= nbest <= beam_width:
+        raise ValueError(f"nbest must lie in [1, beam_width={beam_width}], got {nbest!r}")
+    if int(top_k) != top_k or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if not 0.0 <= prune_threshold < 1.0:
+        raise ValueError(f"prune_threshold must lie in [0, 1), got {prune_threshold!r}")
+
+
+def prefix_beam_search(
+    logp: np.ndarray,
+    blank: int,
+    beam_width: int,
+    top_k: int = DEFAULT_TOP_K,
+    prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
+    scorer: BeamScorer | None = None,
+) -> BeamSearchResult:
+    """Run the search on (B, T, C) log probabilities (padded frames certain blanks)."""
+    batch, steps, classes = logp.shape
+    width = int(beam_width)
+    neg_inf = np.float32(-np.inf)
+    dtype = logp.dtype
+    # The frame's candidate characters: its top_k non-blank classes above threshold.
+    k = max(1, min(int(top_k), classes - 1))
+    chars_only = logp.copy()
+    chars_only[:, :, blank] = -np.inf
+    if k < classes - 1:
+        cands = top_indices(chars_only.reshape(batch * steps, classes), k).reshape(batch, steps, k)
+    else:
+        cands = np.broadcast_to(
+            np.delete(np.arange(classes), blank), (batch, steps, classes - 1)
+        ).copy()
+    cand_logp = np.take_along_axis(chars_only, cands, axis=2)
+    if prune_threshold > 0:
+        cand_logp[cand_logp < np.log(prune_threshold)] = -np.inf
+    del chars_only
+
+    rows = np.arange(batch)[:, None]
+    pb = np.full((batch, width), neg_inf, dtype=dtype)
+    pb[:, 0] = 0.0
+    pnb = np.full((batch, width), neg_inf, dtype=dtype)
+    last = np.full((batch, width), -1, dtype=np.int64)
+    length = np.zeros((batch, width), dtype=np.int64)
+    hashes = np.zeros((batch, width), dtype=np.uint64)
+    parent_hash = np.zeros((batch, width), dtype=np.uint64)
+    extra = np.zeros((batch, width), dtype=dtype)  # scorer's accumulated score
+    state = scorer.start(batch, width) if scorer is not None else ()
+    src_history = np.empty((steps, batch, width), dtype=np.int32)
+    emit_history = np.empty((steps, batch, width), dtype=np.int32)
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        for t in range(steps):
+            frame = logp[:, t, :]
+            total = np.logaddexp(pb, pnb)
+            alive = total > neg_inf
+            last_logp = np.where(last >= 0, np.take_along_axis(frame, np.maximum(last, 0), 1), neg_inf)
+            stay_pb = total + frame[:, blank, None]
+            stay_pnb = pnb + last_logp
+
+            # A beam whose parent prefix is also a beam gets the parent's paths that
+            # grow by its last character this frame (they would otherwise be a
+            # duplicate candidate).
+            match = (
+                (hashes[:, None, :] == parent_hash[:, :, None])
+                & (length[:, None, :] == length[:, :, None] - 1)
+                & alive[:, None, :]
+            )
+            has_parent = match.any(axis=2) & alive & (length > 0)
+            parent = match.argmax(axis=2)
+            parent_base = np.where(
+                np.take_along_axis(last, parent, 1) == last,
+                np.take_along_axis(pb, parent, 1),
+                np.take_along_axis(total, parent, 1),
+            )
+            stay_pnb = np.logaddexp(stay_pnb, np.where(has_parent, parent_base + last_logp, neg_inf))
+
+            chars = cands[:, t, :]
+            grow_pnb = np.where(last[:, :, None] == chars[:, None, :], pb[:, :, None], total[:, :, None])
+            grow_pnb = grow_pnb + cand_logp[:, t, None, :]
+            if has_parent.any():
+                child_b, child_k = np.nonzero(has_parent)
+                same = chars[child_b] == last[child_b, child_k][:, None]
+                found = same.any(axis=1)
+                grow_pnb[
+                    child_b[found], parent[child_b, child_k][found], same.argmax(axis=1)[found]
+                ] = neg_inf
+
+            stay_score = np.logaddexp(stay_pb, stay_pnb)
+            if scorer is not None:
+                delta, grow_state = scorer.extend(state, chars)
+                grow_extra = extra[:, :, None] + delta
+                stay_score = stay_score + extra
+                grow_score = grow_pnb + grow_extra
+            else:
+                grow_score = grow_pnb
+            scores = np.concatenate([stay_score, grow_score.reshape(batch, -1)], axis=1)
+            top = top_indices(scores, width)
+
+            grown = top >= width
+            flat = np.where(grown, top - width, 0)
+            src = np.where(grown, flat // k, top)
+            which = flat % k
+            char = np.take_along_axis(chars, which, 1)
+            pb = np.where(grown, neg_inf, np.take_along_axis(stay_pb, src, 1))
+            pnb = np.where(
+                grown,
+                grow_pnb.reshape(batch, -1)[rows, flat],
+                np.take_along_axis(stay_pnb, src, 1),
+            )
+            old_hash = np.take_along_axis(hashes, src, 1)
+            hashes = np.where(grown, old_hash * _HASH_MULTIPLIER + (char + 1).astype(np.uint64), old_hash)
+            parent_hash = np.where(grown, old_hash, np.take_along_axis(parent_hash, src, 1))
+            last = np.where(grown, char, np.take_along_axis(last, src, 1))
+            length = np.take_along_axis(length, src, 1) + grown
+            if scorer is not None:
+                extra = np.where(
+                    grown, grow_extra.reshape(batch, -1)[rows, flat], np.take_along_axis(extra, src, 1)
+                )
+                state = tuple(
+                    np.where(grown, g.reshape(batch, -1)[rows, flat], np.take_along_axis(s, src, 1))
+                    for s, g in zip(state, grow_state)
+                )
+            src_history[t] = src
+            emit_history[t] = np.where(grown, char, -1)
+
+    ctc = np.logaddexp(pb, pnb)
+    score = ctc + extra
+    if scorer is not None:
+        score = score + scorer.finish(state)
+    order = np.argsort(-score, axis=1, kind="stable")
+    labels = np.empty((batch, width, steps), dtype=np.int32)
+    slot = order
+    for t in range(steps - 1, -1, -1):
+        labels[:, :, t] = emit_history[t][rows, slot]
+        slot = src_history[t][rows, slot]
+    return BeamSearchResult(
+        labels=labels,
+        ctc=np.take_along_axis(ctc, order, 1),
+        score=np.take_along_axis(score, order, 1),
+        state=tuple(np.take_along_axis(s, order, 1) for s in state),
+    )
+
+
+def top_indices(values: np.ndarray, count: int) -> np.ndarray:
+    """Column indices of the `count` largest values of each row, largest first.
+
+    For the small counts of a beam search, `count` passes of argmax are several
+    times faster than `np.argpartition`, whose cost per row dominates here.
+    """
+    rows, cols = values.shape
+    if count >= cols:
+        return np.argsort(-values, axis=1, kind="stable")
+    if count > 32:
+        part = np.argpartition(-values, count - 1, axis=1)[:, :count]
+        order = np.argsort(-np.take_along_axis(values, part, 1), axis=1, kind="stable")
+        return np.take_along_axis(part, order, 1)
+    # Impossible candidates (-inf) become the lowest finite value, so that a taken
+    # column (set to -inf) can never be taken twice.
+    work = np.maximum(values, np.finfo(values.dtype).min)
+    out = np.empty((rows, count), dtype=np.int64)
+    index = np.arange(rows)
+    for i in range(count):
+        best = work.argmax(axis=1)
+        out[:, i] = best
+        work[index, best] = -np.inf
+    return out
+
+
+def finish_hypotheses(
+    probs: np.ndarray,
+    lengths: np.ndarray,
+    alphabet: Alphabet,
+    logp: np.ndarray,
+    labels: np.ndarray,
+    score: np.ndarray,
+    nbest: int,
+) -> list[Decoded]:
+    """Build `Decoded` results from the best `nbest` beams of each sequence.
+
+    `labels` is (B, K, T) as in `BeamSearchResult`, beams sorted best first; beams
+    with a score of -inf are dropped (the best one is always kept).
+    """
+    batch = labels.shape[0]
+    keep = min(nbest, labels.shape[1])
+    chosen = labels[:, :keep]
+    usable = np.isfinite(score[:, :keep])
+    usable[:, 0] = True
+    flat = chosen.reshape(batch * keep, -1)
+    owner, step = np.nonzero(flat >= 0)
+    classes = flat[owner, step]
+    batch_index = np.repeat(np.arange(batch), keep)
+    split = np.searchsorted(owner, np.arange(batch * keep + 1))
+    sequences = [classes[split[i] : split[i + 1]] for i in range(batch * keep)]
+    exact = forward_log_probs(logp, batch_index, sequences, alphabet.blank)
+    hyps = build_results(probs, lengths, alphabet, batch_index, owner, classes, step, exact)
+    if keep == 1:
+        return hyps
+    results = []
+    for b in range(batch):
+        alternatives = [hyps[b * keep + j] for j in range(keep) if usable[b, j]]
+        results.append(_with_nbest(alternatives[0], tuple(alternatives)))
+    return results
+
+
+def _with_nbest(best: Decoded, alternatives: tuple[Decoded, ...]) -> Decoded:
+    return Decoded(
+        text=best.text,
+        confidence=best.confidence,
+        char_confidences=best.char_confidences,
+        time_steps=best.time_steps,
+        log_prob=best.log_prob,
+        nbest=alternatives,
+    )
