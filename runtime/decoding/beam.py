@@ -192,7 +192,11 @@ def prefix_beam_search(
                 np.take_along_axis(pb, parent, 1),
                 np.take_along_axis(total, parent, 1),
             )
-            stay_pnb = np.logaddexp(stay_pnb, np.where(has_parent, parent_base + last_logp, neg_inf))
+            from_parent = np.where(has_parent, parent_base + last_logp, neg_inf)
+            # When most of a beam's mass now comes from its parent, its last character
+            # is better placed at this frame: record that path for time steps.
+            moved = from_parent > np.logaddexp(stay_pb, stay_pnb)
+            stay_pnb = np.logaddexp(stay_pnb, from_parent)
 
             chars = cands[:, t, :]
             grow_pnb = np.where(last[:, :, None] == chars[:, None, :], pb[:, :, None], total[:, :, None])
@@ -240,8 +244,9 @@ def prefix_beam_search(
                     np.where(grown, g.reshape(batch, -1)[rows, flat], np.take_along_axis(s, src, 1))
                     for s, g in zip(state, grow_state)
                 )
-            src_history[t] = src
-            emit_history[t] = np.where(grown, char, -1)
+            moved_here = ~grown & np.take_along_axis(moved, src, 1)
+            src_history[t] = np.where(moved_here, np.take_along_axis(parent, src, 1), src)
+            emit_history[t] = np.where(grown, char, np.where(moved_here, last, -1))
 
     ctc = np.logaddexp(pb, pnb)
     score = ctc + extra

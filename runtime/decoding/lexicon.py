@@ -1,0 +1,455 @@
+"""Lexicon decoding: prefix-trie constrained beam search.
+
+Two modes:
+
+- ``words``: the image shows one word, and the result is the lexicon word that best
+  explains the CTC output (beam search over the trie, not an edit-distance lookup
+  after the fact). It never returns a word outside the lexicon.
+- ``lines``: word beam search (Scheidl, Fiel and Sablatnig, ICFHR 2018, "Words"
+  mode): letters must spell lexicon words, while every other character of the
+  charset (space, digits, punctuation) is free between words. An optional word
+  bigram model, learned from a text file, scores each word as it is completed.
+
+Letters (``str.isalpha``) are word characters; lexicon entries are split at other
+characters in lines mode ("don't" -> "don", "t"), and kept whole in words mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .alphabet import Alphabet, as_batch, log_probs
+from .beam import check_search_options, finish_hypotheses, prefix_beam_search
+from .constants import (
+    DEFAULT_BEAM_WIDTH,
+    DEFAULT_LEXICON_MODE,
+    DEFAULT_PRUNE_THRESHOLD,
+    DEFAULT_TOP_K,
+    DEFAULT_WORD_LM_WEIGHT,
+    LEXICON_MODES,
+    WORD_BIGRAM_LAMBDA,
+)
+from .ctc import forward_log_probs
+from .result import Decoded, build_results
+
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+class Lexicon:
+    """Words with frequencies (1 each when the source has none)."""
+
+    def __init__(self, frequencies: Mapping[str, float]):
+        words = {w: float(f) for w, f in frequencies.items() if w and not w.isspace()}
+        if not words:
+            raise ValueError("the lexicon is empty")
+        self.frequencies: dict[str, float] = words
+        self._cache: dict = {}
+
+    @classmethod
+    def from_words(cls, words: Iterable[str]) -> "Lexicon":
+        """A lexicon from words; a word listed n times gets frequency n."""
+        return cls(Counter(w.strip() for w in words if w.strip()))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "Lexicon":
+        """Read one word per line, optionally followed by a tab or space and its
+        frequency (``the 23135851162``). Blank lines and ``#`` comments are skipped."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot read the lexicon ({err})") from None
+        freqs: dict[str, float] = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(None, 1)
+            if len(parts) == 2:
+                try:
+                    freqs[parts[0]] = freqs.get(parts[0], 0.0) + float(parts[1])
+                    continue
+                except ValueError:
+                    pass
+            freqs[line] = freqs.get(line, 0.0) + 1.0
+        if not freqs:
+            raise ValueError(f"{path}: the lexicon has no words")
+        return cls(freqs)
+
+    @classmethod
+    def coerce(cls, source: "Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float]") -> "Lexicon":
+        """A `Lexicon` from a lexicon, a file path, a word->frequency map or words."""
+        if isinstance(source, Lexicon):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return cls.from_file(source)
+        if isinstance(source, Mapping):
+            return cls(source)
+        return cls.from_words(source)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.frequencies
+
+    def __len__(self) -> int:
+        return len(self.frequencies)
+
+    def trie(self, alphabet: Alphabet, mode: str) -> "Trie":
+        """The lexicon's prefix trie over `alphabet`'s classes (cached)."""
+        key = (alphabet.chars, alphabet.blank, mode)
+        if key not in self._cache:
+            self._cache[key] = Trie.build(self, alphabet, split_words=(mode == "lines"))
+        return self._cache[key]
+
+
+class Trie:
+    """A prefix trie stored as arrays: node 0 is the root; (node, class) -> child is
+    found by binary search in sorted `keys`."""
+
+    def __init__(self, words: list[str], freqs: np.ndarray, alphabet: Alphabet):
+        self.words = words
+        classes = alphabet.num_classes
+        lookup = {s: c for c, s in enumerate(alphabet.class_strings) if s}
+        children: dict[tuple[int, int], int] = {}
+        word_of = [-1]
+        parent = [0]
+        depth = [0]
+        for w, word in enumerate(words):
+            node = 0
+            for char in word:
+                key = (node, lookup[char])
+                child = children.get(key)
+                if child is None:
+                    child = len(word_of)
+                    children[key] = child
+                    word_of.append(-1)
+                    parent.append(node)
+                    depth.append(depth[node] + 1)
+                node = child
+            word_of[node] = w
+        keys = np.array([n * classes + c for n, c in children], dtype=np.int64)
+        values = np.array(list(children.values()), dtype=np.int32)
+        order = np.argsort(keys)
+        self.keys = keys[order]
+        self.values = values[order]
+        self.classes = classes
+        self.word_of = np.array(word_of, dtype=np.int32)  # word ending at node, or -1
+        self.complete = self.word_of >= 0
+        self.depth = np.array(depth, dtype=np.int32)
+        # Most frequent word below each node: completes a beam cut off mid-word.
+        best = np.where(self.complete, self.word_of, -1)
+        best_freq = np.where(self.complete, freqs[np.maximum(self.word_of, 0)], -1.0)
+        for node in range(len(parent) - 1, 0, -1):  # children come after parents
+            up = parent[node]
+            if best_freq[node] > best_freq[up]:
+                best_freq[up], best[up] = best_freq[node], best[node]
+        self.best_word = best
+        self.encoded = [np.array([lookup[c] for c in word], dtype=np.int64) for word in words]
+
+    @classmethod
+    def build(cls, lexicon: Lexicon, alphabet: Alphabet, split_words: bool) -> "Trie":
+        """Keep the lexicon words spellable with `alphabet` (split at non-letters when
+        `split_words`), most frequent first."""
+        allowed = set(alphabet.chars)
+        freqs: Counter = Counter()
+        for word, freq in lexicon.frequencies.items():
+            pieces = _WORD_RE.findall(word) if split_words else [word]
+            for piece in pieces:
+                if piece and set(piece) <= allowed:
+                    freqs[piece] += freq
+        if not freqs:
+            raise ValueError("no lexicon word can be written with the model's charset")
+        words = sorted(freqs, key=lambda w: (-freqs[w], w))
+        return cls(words, np.array([freqs[w] for w in words], dtype=np.float64), alphabet)
+
+    def child(self, node: np.ndarray, chars: np.ndarray) -> np.ndarray:
+        """Child of each node by each class (broadcast), -1 where there is none."""
+        key = node.astype(np.int64) * self.classes + chars
+        at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        return np.where((self.keys[at] == key) & (node >= 0), self.values[at], -1)
+
+
+class WordBigram:
+    """Word bigram probabilities interpolated with unigram frequencies
+    (Jelinek-Mercer): P(w | v) = lambda * c(v, w) / c(v) + (1 - lambda) * P(w)."""
+
+    def __init__(self, trie: Trie, freqs: np.ndarray, pairs: Counter, lam: float = WORD_BIGRAM_LAMBDA):
+        count = len(trie.words)
+        self.count = count
+        self.log_unigram = np.log((freqs + 1.0) / (freqs.sum() + count))
+        firsts = np.zeros(count)
+        keys, values = [], []
+        for (v, w), n in pairs.items():
+            firsts[v] += n
+            keys.append(v * count + w)
+            values.append(n)
+        order = np.argsort(np.array(keys, dtype=np.int64))
+        self.keys = np.array(keys, dtype=np.int64)[order]
+        self.pair_counts = np.array(values, dtype=np.float64)[order]
+        self.firsts = firsts
+        self.lam = lam if len(self.keys) else 0.0
+
+    @classmethod
+    def from_text(cls, trie: Trie, lines: Iterable[str], freqs: np.ndarray | None = None) -> "WordBigram":
+        """Count word pairs (consecutive lexicon words) in lines of text."""
+        index = {w: i for i, w in enumerate(trie.words)}
+        unigrams = np.zeros(len(trie.words))
+        pairs: Counter = Counter()
+        for line in lines:
+            ids = [index.get(w, -1) for w in _WORD_RE.findall(line)]
+            for i in ids:
+                if i >= 0:
+                    unigrams[i] += 1
+            for v, w in zip(ids, ids[1:]):
+                if v >= 0 and w >= 0:
+                    pairs[(v, w)] += 1
+        if freqs is not None:
+            unigrams = unigrams + freqs / max(freqs.sum(), 1.0) * max(unigrams.sum(), 1.0)
+        return cls(trie, unigrams, pairs)
+
+    def log_prob(self, previous: np.ndarray, word: np.ndarray) -> np.ndarray:
+        """log P(word | previous), broadcast; previous -1 means line start."""
+        uni = np.exp(self.log_unigram[np.maximum(word, 0)])
+        if self.lam == 0.0:
+            return np.log(uni)
+        key = np.maximum(previous, 0).astype(np.int64) * self.count + np.maximum(word, 0)
+        at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        pair = np.where(self.keys[at] == key, self.pair_counts[at], 0.0)
+        first = self.firsts[np.maximum(previous, 0)]
+        has = (previous >= 0) & (first > 0)
+        bigram = np.where(has, pair / np.where(has, first, 1.0), 0.0)
+        lam = np.where(has, self.lam, 0.0)
+        return np.log(lam * bigram + (1.0 - lam) * uni)
+
+
+class LexiconScorer:
+    """Beam search scorer that keeps beams on the trie (see module docstring).
+
+    State per beam: the trie node of the word being spelled (-1 between words, lines
+    mode only) and the last completed word (for the bigram model).
+    """
+
+    def __init__(self, trie: Trie, alphabet: Alphabet, mode: str, word_lm: WordBigram | None, weight: float):
+        self.trie = trie
+        self.mode = mode
+        strings = alphabet.class_strings
+        self.word_char = np.array(
+            [bool(s) and (s.isalpha() if mode == "lines" else True) for s in strings]
+        )
+        self.word_lm = word_lm
+        self.weight = np.float32(weight)
+
+    def start(self, batch: int, width: int):
+        """Words mode starts inside a word at the root; lines mode between words."""
+        node = np.full((batch, width), 0 if self.mode == "words" else -1, dtype=np.int32)
+        return node, np.full((batch, width), -1, dtype=np.int32)
+
+    def _closing_score(self, node: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        if self.word_lm is None or self.weight == 0:
+            return np.zeros(node.shape, dtype=np.float32)
+        word = self.trie.word_of[np.maximum(node, 0)]
+        closes = (node >= 0) & (word >= 0)
+        score = self.weight * self.word_lm.log_prob(previous, word)
+        return np.where(closes, score, 0.0).astype(np.float32)
+
+    def extend(self, state, chars):
+        """Allowed extensions (0 or -inf), word LM on completed words, next state."""
+        node, previous = state
+        node3 = node[:, :, None]
+        chars3 = chars[:, None, :]
+        is_word_char = self.word_char[chars3]
+        child = self.trie.child(np.where(node3 >= 0, node3, 0), chars3)
+        complete = (node3 >= 0) & self.trie.complete[np.maximum(node3, 0)]
+        if self.mode == "words":
+            allowed = child >= 0
+        else:
+            allowed = np.where(is_word_char, child >= 0, (node3 < 0) | complete)
+        closes = (~is_word_char) & (node3 >= 0)
+        delta = np.where(allowed, np.float32(0.0), np.float32(-np.inf))
+        new_previous = np.broadcast_to(previous[:, :, None], child.shape)
+        if self.word_lm is not None and self.weight != 0:
+            closing = self._closing_score(node, previous)[:, :, None]
+            delta = delta + np.where(closes, closing, np.float32(0.0))
+            word = self.trie.word_of[np.maximum(node3, 0)]
+            new_previous = np.where(closes, word, new_previous)
+        new_node = np.where(is_word_char, child, -1).astype(np.int32)
+        return delta.astype(np.float32), (new_node, new_previous.astype(np.int32))
+
+    def finish(self, state):
+        """A beam may end only after a complete word (or between words, lines mode)."""
+        node, previous = state
+        complete = (node >= 0) & self.trie.complete[np.maximum(node, 0)]
+        ok = complete if self.mode == "words" else (node < 0) | complete
+        return np.where(ok, self._closing_score(node, previous), np.float32(-np.inf)).astype(np.float32)
+
+
+def lexicon_decode(
+    probs: np.ndarray,
+    charset: str | Sequence[str],
+    blank: int,
+    lexicon: "Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float]",
+    beam_width: int = DEFAULT_BEAM_WIDTH,
+    lengths: np.ndarray | Sequence[int] | None = None,
+    *,
+    mode: str = DEFAULT_LEXICON_MODE,
+    nbest: int = 1,
+    bigram_text: str | os.PathLike | Iterable[str] | None = None,
+    word_weight: float = DEFAULT_WORD_LM_WEIGHT,
+    lm: object | None = None,
+    lm_weight: float | None = None,
+    prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
+    top_k: int = DEFAULT_TOP_K,
+) -> Decoded | list[Decoded]:
+    """Decode with the lexicon as a constraint (see the module docstring for modes).
+
+    Args:
+        probs, charset, blank, beam_width, lengths, nbest, prune_threshold, top_k:
+            as for `beam_search_decode`.
+        lexicon: a `Lexicon`, a word-list file (one word per line, optionally with
+            a frequency), a word -> frequency mapping, or an iterable of words.
+        mode: "words" (one lexicon word per image) or "lines" (word beam search).
+        bigram_text: a text file (or lines) to learn word bigrams from; lines mode.
+        word_weight: weight of the word bigram log probability.
+        lm, lm_weight: an optional character LM, as for `beam_search_decode`.
+
+    Returns:
+        One `Decoded` for (T, C) input, a list for (B, T, C); `log_prob` is the CTC
+        log probability of the returned text.
+    """
+    decoder = LexiconDecoder(
+        charset, blank, lexicon, beam_width=beam_width, mode=mode, nbest=nbest,
+        bigram_text=bigram_text, word_weight=word_weight, lm=lm, lm_weight=lm_weight,
+        prune_threshold=prune_threshold, top_k=top_k,
+    )
+    alphabet = decoder.alphabet
+    checked, lengths, batched = as_batch(probs, alphabet, lengths)
+    results = decoder.decode_batch(checked, lengths)
+    return results if batched else results[0]
+
+
+class LexiconDecoder:
+    """A lexicon decoder with its trie, word and character models built once."""
+
+    def __init__(
+        self,
+        charset: str | Sequence[str],
+        blank: int,
+        lexicon,
+        *,
+        beam_width: int = DEFAULT_BEAM_WIDTH,
+        mode: str = DEFAULT_LEXICON_MODE,
+        nbest: int = 1,
+        bigram_text=None,
+        word_weight: float = DEFAULT_WORD_LM_WEIGHT,
+        lm=None,
+        lm_weight: float | None = None,
+        prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
+        top_k: int = DEFAULT_TOP_K,
+    ):
+        if mode not in LEXICON_MODES:
+            raise ValueError(f"lexicon mode must be one of {', '.join(LEXICON_MODES)}, got {mode!r}")
+        check_search_options(beam_width, nbest, prune_threshold, top_k)
+        self.alphabet = Alphabet.from_charset(charset, blank)
+        self.lexicon = Lexicon.coerce(lexicon)
+        self.trie = self.lexicon.trie(self.alphabet, mode)
+        self.mode = mode
+        self.beam_width, self.nbest = int(beam_width), int(nbest)
+        self.prune_threshold, self.top_k = prune_threshold, int(top_k)
+        word_lm = None
+        if bigram_text is not None:
+            if isinstance(bigram_text, (str, os.PathLike)):
+                path = Path(bigram_text)
+                try:
+                    lines = path.read_text(encoding="utf-8").splitlines()
+                except (OSError, UnicodeDecodeError) as err:
+                    raise ValueError(f"{path}: cannot read the bigram text ({err})") from None
+            else:
+                lines = list(bigram_text)
+            freqs = np.array([self.lexicon.frequencies.get(w, 1.0) for w in self.trie.words])
+            word_lm = WordBigram.from_text(self.trie, lines, freqs)
+        scorers = [LexiconScorer(self.trie, self.alphabet, mode, word_lm, word_weight)]
+        if lm is not None:
+            from .constants import DEFAULT_LM_WEIGHT
+            from .lm import CharLM, CharLMScorer
+
+            model = lm if isinstance(lm, CharLM) else CharLM.load(lm)
+            weight = DEFAULT_LM_WEIGHT if lm_weight is None else lm_weight
+            scorers.append(CharLMScorer(model, self.alphabet, weight=weight))
+        self.scorer = scorers[0] if len(scorers) == 1 else CombinedScorer(scorers)
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        """Decode a (B, T, C) batch."""
+        checked, lengths, _ = as_batch(probs, self.alphabet, lengths)
+        return self.decode_batch(checked, lengths)
+
+    def decode_batch(self, probs: np.ndarray, lengths: np.ndarray) -> list[Decoded]:
+        """Decode checked input (see `alphabet.as_batch`)."""
+        logp = log_probs(probs, lengths, self.alphabet.blank)
+        search = prefix_beam_search(
+            logp, self.alphabet.blank, self.beam_width, self.top_k, self.prune_threshold, self.scorer
+        )
+        results = finish_hypotheses(
+            probs, lengths, self.alphabet, logp, search.labels, search.score, self.nbest
+        )
+        for b in np.nonzero(~np.isfinite(search.score[:, 0]))[0]:
+            results[b] = self._complete(probs, lengths, logp, search, int(b))
+        return results
+
+    def _complete(self, probs, lengths, logp, search, b: int) -> Decoded:
+        # No beam ended on a whole word (the output is far from every lexicon word,
+        # or the beam is too narrow): finish the likeliest beam with the most
+        # frequent word below its trie node, so the result is still a lexicon word.
+        best = int(np.argmax(search.ctc[b]))
+        row = search.labels[b, best]
+        steps = np.nonzero(row >= 0)[0]
+        node = max(int(search.state[0][b, best]), 0)
+        spelled = self.trie.encoded[self.trie.best_word[node]]
+        suffix = spelled[self.trie.depth[node] :]
+        last = int(max(lengths[b], 1)) - 1
+        after = (steps[-1] + 1) if len(steps) else 0
+        extra_steps = np.minimum(after + np.arange(len(suffix)), last)
+        classes = np.concatenate([row[steps], suffix]).astype(np.int64)
+        steps = np.concatenate([steps, extra_steps]).astype(np.int64)
+        index = np.array([b])
+        log_prob = forward_log_probs(logp, index, [classes], self.alphabet.blank)
+        owner = np.zeros(len(classes), dtype=np.int64)
+        return build_results(probs, lengths, self.alphabet, index, owner, classes, steps, log_prob)[0]
+
+
+class CombinedScorer:
+    """Several beam scorers at once: scores add, states concatenate."""
+
+    def __init__(self, scorers):
+        self.scorers = scorers
+        self._sizes: list[int] = []
+
+    def start(self, batch: int, width: int):
+        """Concatenated start states."""
+        states = [s.start(batch, width) for s in self.scorers]
+        self._sizes = [len(s) for s in states]
+        return tuple(a for s in states for a in s)
+
+    def _split(self, state):
+        out, at = [], 0
+        for size in self._sizes:
+            out.append(tuple(state[at : at + size]))
+            at += size
+        return out
+
+    def extend(self, state, chars):
+        """Sum of the scorers' deltas; concatenated grown states."""
+        total, grown = 0.0, []
+        for scorer, part in zip(self.scorers, self._split(state)):
+            delta, new = scorer.extend(part, chars)
+            total = total + delta
+            grown.extend(new)
+        return total, tuple(grown)
+
+    def finish(self, state):
+        """Sum of the scorers' finishing scores."""
+        return sum(s.finish(p) for s, p in zip(self.scorers, self._split(state)))
