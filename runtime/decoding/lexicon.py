@@ -59,7 +59,8 @@ class Lexicon:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "Lexicon":
         """Read one word per line, optionally followed by a tab or space and its
-        frequency (``the 23135851162``). Blank lines and ``#`` comments are skipped."""
+        frequency (``the 23135851162``). Blank lines and ``# `` comments (hash and
+        space) are skipped, so ``#`` alone can still be a word."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -68,7 +69,7 @@ class Lexicon:
         freqs: dict[str, float] = {}
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
-            if not line or line.startswith("#"):
+            if not line or line.startswith("# "):
                 continue
             parts = line.rsplit(None, 1)
             if len(parts) == 2:
