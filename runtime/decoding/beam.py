@@ -173,7 +173,7 @@ def prefix_beam_search(
             frame = logp[:, t, :]
             total = np.logaddexp(pb, pnb)
             alive = total > neg_inf
-            last_logp = np.where(last >= 0, np.take_along_axis(frame, np.maximum(last, 0), 1), neg_inf)
+            last_logp = np.where(last >= 0, frame[rows, np.maximum(last, 0)], neg_inf)
             stay_pb = total + frame[:, blank, None]
             stay_pnb = pnb + last_logp
 
@@ -188,9 +188,9 @@ def prefix_beam_search(
             has_parent = match.any(axis=2) & alive & (length > 0)
             parent = match.argmax(axis=2)
             parent_base = np.where(
-                np.take_along_axis(last, parent, 1) == last,
-                np.take_along_axis(pb, parent, 1),
-                np.take_along_axis(total, parent, 1),
+                last[rows, parent] == last,
+                pb[rows, parent],
+                total[rows, parent],
             )
             from_parent = np.where(has_parent, parent_base + last_logp, neg_inf)
             # When most of a beam's mass now comes from its parent, its last character
@@ -224,28 +224,28 @@ def prefix_beam_search(
             flat = np.where(grown, top - width, 0)
             src = np.where(grown, flat // k, top)
             which = flat % k
-            char = np.take_along_axis(chars, which, 1)
-            pb = np.where(grown, neg_inf, np.take_along_axis(stay_pb, src, 1))
+            char = chars[rows, which]
+            pb = np.where(grown, neg_inf, stay_pb[rows, src])
             pnb = np.where(
                 grown,
                 grow_pnb.reshape(batch, -1)[rows, flat],
-                np.take_along_axis(stay_pnb, src, 1),
+                stay_pnb[rows, src],
             )
-            old_hash = np.take_along_axis(hashes, src, 1)
+            old_hash = hashes[rows, src]
             hashes = np.where(grown, old_hash * _HASH_MULTIPLIER + (char + 1).astype(np.uint64), old_hash)
-            parent_hash = np.where(grown, old_hash, np.take_along_axis(parent_hash, src, 1))
-            last = np.where(grown, char, np.take_along_axis(last, src, 1))
-            length = np.take_along_axis(length, src, 1) + grown
+            parent_hash = np.where(grown, old_hash, parent_hash[rows, src])
+            last = np.where(grown, char, last[rows, src])
+            length = length[rows, src] + grown
             if scorer is not None:
                 extra = np.where(
-                    grown, grow_extra.reshape(batch, -1)[rows, flat], np.take_along_axis(extra, src, 1)
+                    grown, grow_extra.reshape(batch, -1)[rows, flat], extra[rows, src]
                 )
                 state = tuple(
-                    np.where(grown, g.reshape(batch, -1)[rows, flat], np.take_along_axis(s, src, 1))
+                    np.where(grown, g.reshape(batch, -1)[rows, flat], s[rows, src])
                     for s, g in zip(state, grow_state)
                 )
-            moved_here = ~grown & np.take_along_axis(moved, src, 1)
-            src_history[t] = np.where(moved_here, np.take_along_axis(parent, src, 1), src)
+            moved_here = ~grown & moved[rows, src]
+            src_history[t] = np.where(moved_here, parent[rows, src], src)
             emit_history[t] = np.where(grown, char, np.where(moved_here, last, -1))
 
     ctc = np.logaddexp(pb, pnb)
@@ -273,8 +273,8 @@ def top_indices(values: np.ndarray, count: int) -> np.ndarray:
     times faster than `np.argpartition`, whose cost per row dominates here.
     """
     rows, cols = values.shape
-    if count >= cols:
-        return np.argsort(-values, axis=1, kind="stable")
+    if count >= cols or rows * cols <= 4096:
+        return np.argsort(-values, axis=1, kind="stable")[:, :count]
     if count > 32:
         part = np.argpartition(-values, count - 1, axis=1)[:, :count]
         order = np.argsort(-np.take_along_axis(values, part, 1), axis=1, kind="stable")

@@ -215,9 +215,9 @@ class WordBigram:
 
     def log_prob(self, previous: np.ndarray, word: np.ndarray) -> np.ndarray:
         """log P(word | previous), broadcast; previous -1 means line start."""
-        uni = np.exp(self.log_unigram[np.maximum(word, 0)])
         if self.lam == 0.0:
-            return np.log(uni)
+            return self.log_unigram[np.maximum(word, 0)]
+        uni = np.exp(self.log_unigram[np.maximum(word, 0)])
         key = np.maximum(previous, 0).astype(np.int64) * self.count + np.maximum(word, 0)
         at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
         pair = np.where(self.keys[at] == key, self.pair_counts[at], 0.0)
@@ -373,6 +373,10 @@ class LexiconDecoder:
                 lines = list(bigram_text)
             freqs = np.array([self.lexicon.frequencies.get(w, 1.0) for w in self.trie.words])
             word_lm = WordBigram.from_text(self.trie, lines, freqs)
+        elif len(set(self.lexicon.frequencies.values())) > 1:
+            # A frequency list: score each completed word by its unigram probability.
+            freqs = np.array([self.lexicon.frequencies.get(w, 0.0) for w in self.trie.words])
+            word_lm = WordBigram(self.trie, freqs / freqs[freqs > 0].min(), Counter())
         scorers = [LexiconScorer(self.trie, self.alphabet, mode, word_lm, word_weight)]
         if lm is not None:
             from .constants import DEFAULT_LM_WEIGHT
