@@ -1,0 +1,111 @@
+"""Character n-gram LM: probabilities against a direct Witten-Bell reference,
+save/load, the htr-lm CLI, and LM-weighted beam search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from htr.runtime.decoding import CharLM, beam_search_decode
+from htr.runtime.decoding.alphabet import Alphabet
+from htr.runtime.decoding.constants import LM_LINE_START
+from htr.runtime.decoding.lm_cli import app
+
+CORPUS = ["the cat sat on the mat", "the hat is on the cat", "a bat and a rat"]
+
+
+def reference_prob(lm: CharLM, history: str, char: str) -> float:
+    """Interpolated Witten-Bell straight from the definition, recursively."""
+    vocab = lm.vocabulary
+    context = (LM_LINE_START + history)[-(lm.order - 1) :] if lm.order > 1 else ""
+
+    def p(h: str) -> float:
+        if h not in lm.counts:
+            return p(h[1:])
+        following = lm.counts[h]
+        total, types = sum(following.values()), len(following)
+        lower = 1.0 / len(vocab) if h == "" else p(h[1:])
+        return (following.get(char, 0) + types * lower) / (total + types)
+
+    return p(context)
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.integers(1, 5), text=st.text(alphabet="thecasonm ", min_size=1, max_size=12))
+def test_log_prob_equals_the_witten_bell_definition(order, text):
+    lm = CharLM.train(CORPUS, order=order)
+    expected = sum(math.log(reference_prob(lm, text[:i], c)) for i, c in enumerate(text))
+    assert lm.log_prob(text) == pytest.approx(expected, rel=1e-5)
+
+
+def test_probabilities_sum_to_one_in_every_context():
+    lm = CharLM.train(CORPUS, order=4)
+    alphabet = Alphabet.from_charset(lm.vocabulary, len(lm.vocabulary))
+    logp, next_state, start = lm.tables(alphabet)
+    sums = np.exp(logp[:, : alphabet.blank].astype(np.float64)).sum(axis=1)
+    assert sums == pytest.approx(np.ones(len(sums)), abs=1e-5)
+    assert 0 <= start < len(logp) and next_state.min() >= 0
+
+
+def test_seen_text_scores_higher_than_scrambled():
+    lm = CharLM.train(CORPUS, order=3)
+    assert lm.log_prob("the cat") > lm.log_prob("hte tac")
+    assert lm.log_prob("xyz") < lm.log_prob("the") - 20  # unknown characters
+
+
+def test_save_and_load_round_trip(tmp_path):
+    lm = CharLM.train(CORPUS, order=3)
+    path = tmp_path / "lm.json"
+    lm.save(path)
+    again = CharLM.load(path)
+    assert again.order == 3 and again.log_prob("the mat") == pytest.approx(lm.log_prob("the mat"))
+
+
+def test_load_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="bad.json"):
+        CharLM.load(bad)
+    with pytest.raises(ValueError, match="missing.json"):
+        CharLM.load(tmp_path / "missing.json")
+
+
+def test_training_needs_text():
+    with pytest.raises(ValueError, match="no text"):
+        CharLM.train(["", "  "])
+
+
+def test_lm_resolves_what_the_network_cannot():
+    # Frame 2 is a coin toss between "a" and "o"; the LM knows "cat", not "cot".
+    charset = "act o"
+    blank = len(charset)
+    def frame(**p):
+        row = np.full(len(charset) + 1, 0.001)
+        for k, v in p.items():
+            row[charset.index(k) if k != "blank" else blank] = v
+        return row / row.sum()
+    probs = np.array([frame(c=0.99), frame(a=0.5, o=0.5), frame(t=0.99)])
+    probs[1, charset.index("o")] += 0.01  # the network leans to "cot"
+    lm = CharLM.train(["cat act tact"] * 3, order=3)
+    assert beam_search_decode(probs, charset, blank).text == "cot"
+    assert beam_search_decode(probs, charset, blank, lm=lm, lm_weight=0.5).text == "cat"
+
+
+def test_cli_trains_and_writes_a_model(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(CORPUS), encoding="utf-8")
+    out = tmp_path / "lm.json"
+    result = CliRunner().invoke(app, [str(text), "-o", str(out), "--order", "3"])
+    assert result.exit_code == 0, result.output
+    assert CharLM.load(out).order == 3
+
+
+def test_cli_reports_an_unreadable_file(tmp_path):
+    result = CliRunner().invoke(app, [str(tmp_path / "nope.txt"), "-o", str(tmp_path / "lm.json")])
+    assert result.exit_code == 2
+    assert "nope.txt" in result.output
