@@ -33,6 +33,7 @@ from .ctc import forward_log_probs
 from .result import Decoded, build_results
 
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_DEAD_HASH = np.uint64(0xFFFFFFFFFFFFFFFF)
 State = tuple[np.ndarray, ...]
 
 
@@ -156,6 +157,7 @@ def prefix_beam_search(
     del chars_only
 
     rows = np.arange(batch)[:, None]
+    slots = np.arange(width, dtype=np.uint64)[None, :]
     pb = np.full((batch, width), neg_inf, dtype=dtype)
     pb[:, 0] = 0.0
     pnb = np.full((batch, width), neg_inf, dtype=dtype)
@@ -180,11 +182,8 @@ def prefix_beam_search(
             # A beam whose parent prefix is also a beam gets the parent's paths that
             # grow by its last character this frame (they would otherwise be a
             # duplicate candidate).
-            match = (
-                (hashes[:, None, :] == parent_hash[:, :, None])
-                & (length[:, None, :] == length[:, :, None] - 1)
-                & alive[:, None, :]
-            )
+            # (Dead beams carry unique sentinel hashes, so they never match.)
+            match = hashes[:, None, :] == parent_hash[:, :, None]
             has_parent = match.any(axis=2) & alive & (length > 0)
             parent = match.argmax(axis=2)
             parent_base = np.where(
@@ -236,6 +235,11 @@ def prefix_beam_search(
             parent_hash = np.where(grown, old_hash, parent_hash[rows, src])
             last = np.where(grown, char, last[rows, src])
             length = length[rows, src] + grown
+            # A dead beam (picked only when fewer than `width` candidates are
+            # possible) may repeat a live beam's prefix: give it a hash no prefix has.
+            dead = scores[rows, top] == neg_inf
+            if dead.any():
+                hashes = np.where(dead, _DEAD_HASH - slots, hashes)
             if scorer is not None:
                 extra = np.where(
                     grown, grow_extra.reshape(batch, -1)[rows, flat], extra[rows, src]
