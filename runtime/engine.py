@@ -1,0 +1,122 @@
+"""`Engine`: the one object that owns an onnxruntime `InferenceSession` and its `ModelSpec`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ModelError, ProviderError
+from .metadata import ModelSpec
+
+#: --provider name -> onnxruntime providers, in priority order.
+PROVIDERS: dict[str, list[str]] = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            None,
+            "onnxruntime is not installed: pip install 'htr[cpu]' (or 'htr[gpu]' for CUDA; never both)",
+        ) from None
+    return onnxruntime
+
+
+class Engine:
+    """A loaded model: `run(batch)` maps (B, H, W, 1) float32 to (B, T, C) probabilities.
+
+    provider: "cpu", "cuda" or "tensorrt". CUDA/TensorRT are checked after the session
+        is created: if onnxruntime fell back to the CPU, `ProviderError` is raised rather
+        than running slowly without saying so.
+    threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+    session_options / provider_options: passed straight to onnxruntime.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        provider: str = "cpu",
+        threads: int | None = None,
+        session_options: Any = None,
+        provider_options: Sequence[dict] | None = None,
+    ):
+        ort = _import_onnxruntime()
+        self.path = Path(model_path)
+        if provider not in PROVIDERS:
+            raise ProviderError(None, f"unknown provider {provider!r} (expected one of {', '.join(PROVIDERS)})")
+        self.provider = provider
+        if not self.path.is_file():
+            raise ModelError(self.path, "no such model file (expected an .onnx file exported by htr-export)")
+        wanted = PROVIDERS[provider]
+        available = ort.get_available_providers()
+        if wanted[0] not in available:
+            raise ProviderError(
+                self.path,
+                f"--provider {provider} needs onnxruntime's {wanted[0]}, but this onnxruntime offers only "
+                f"{', '.join(available)} (install 'htr[gpu]' and the CUDA libraries)",
+            )
+        options = session_options or ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        if not os.environ.get("HTR_ORT_VERBOSE"):
+            options.log_severity_level = 3  # errors only; onnxruntime warns a lot by default
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=wanted, provider_options=provider_options
+            )
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(self.path, f"is not a loadable ONNX model ({first[:200]})") from None
+        active = self.session.get_providers()
+        if active[0] != wanted[0]:
+            raise ProviderError(
+                self.path,
+                f"--provider {provider} asked for {wanted[0]} but onnxruntime is running on {active[0]} "
+                "(is CUDA/cuDNN installed and visible?); refusing to fall back silently",
+            )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.spec = ModelSpec.from_props(meta, self.path)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            names = ", ".join(i.name for i in inputs)
+            raise ModelError(self.path, f"has {len(inputs)} inputs ({names}); expected one image input")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        self._check_shapes(inputs[0].shape, outputs[0].shape)
+
+    def _check_shapes(self, in_shape: list, out_shape: list) -> None:
+        if len(in_shape) != 4:
+            raise ModelError(self.path, f"input has shape {in_shape}; expected (batch, height, width, 1)")
+        h, w = in_shape[1], in_shape[2]
+        spec_in = self.spec.input
+        if isinstance(h, int) and h != spec_in.height:
+            raise ModelError(self.path, f"input height is {h} but htr.input says {spec_in.height}")
+        if isinstance(w, int) and spec_in.width is not None and w != spec_in.width:
+            raise ModelError(self.path, f"input width is {w} but htr.input says {spec_in.width}")
+        if isinstance(w, int) and spec_in.width is None:
+            raise ModelError(self.path, f"input width is fixed at {w} but htr.input says dynamic (null)")
+        if len(out_shape) != 3:
+            raise ModelError(self.path, f"output has shape {out_shape}; expected (batch, steps, classes)")
+        if isinstance(out_shape[2], int):
+            self.spec.check_num_classes(out_shape[2], self.path)
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers onnxruntime actually uses, first one active."""
+        return self.session.get_providers()
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the model on a (B, H, W, 1) float32 batch; returns (B, T, C) float32 probabilities."""
+        probs = self.session.run([self.output_name], {self.input_name: pixels})[0]
+        if probs.ndim != 3:
+            raise ModelError(self.path, f"output has {probs.ndim} dimensions; expected (batch, steps, classes)")
+        self.spec.check_num_classes(probs.shape[2], self.path)
+        return probs

@@ -1,0 +1,106 @@
+"""Pixels -> model input. Training imports this module; nothing re-implements it.
+
+The "pad" policy is the seed notebook's `process_image`, step for step:
+
+    resize (uint8, bilinear) to height H keeping aspect: new_w = int(w * H / h)
+    if new_w < W: pad right with white (255) to W
+    if new_w > W: squash (float32, bilinear) to W
+    x = (255 - x) / 255
+
+The "dynamic" policy keeps aspect at height H and lets the width follow the image
+(rounded up to `width_multiple`, clamped to [min_width, max_width]); batches are
+padded with blank paper only as far as their widest image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .metadata import InputSpec, ModelSpec, PreprocessSpec, TimeSteps
+
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A model-ready batch: `pixels` (B, H, W, 1) float32 and each image's own width."""
+
+    pixels: np.ndarray
+    widths: np.ndarray
+
+    def steps(self, time_steps: TimeSteps | None, total: int) -> np.ndarray | None:
+        """Valid output steps per image (None when every image fills the whole width)."""
+        if time_steps is None or np.all(self.widths == self.pixels.shape[2]):
+            return None
+        return np.clip([time_steps.for_width(int(w)) for w in self.widths], 1, total).astype(np.int64)
+
+
+class Preprocessor:
+    """Turns 2-D uint8 grey images into normalised model inputs for one model."""
+
+    def __init__(self, input: InputSpec, preprocess: PreprocessSpec):
+        self.input = input
+        self.policy = preprocess
+        self._interp = _INTERPOLATION[preprocess.interpolation]
+        # The value a padded (blank paper) pixel has after normalisation.
+        self.pad_level = np.float32(self._normalise_scalar(preprocess.pad_value))
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> "Preprocessor":
+        return cls(spec.input, spec.preprocess)
+
+    def __call__(self, grey: np.ndarray) -> np.ndarray:
+        """One image -> float32 (H, W) normalised; W is the input width or, if dynamic, the image's."""
+        return self.normalise(self.resize(grey))
+
+    def resize(self, grey: np.ndarray) -> np.ndarray:
+        """Resize to the model height and apply the width policy; float32 pixel values 0..255."""
+        if grey.ndim != 2 or grey.dtype != np.uint8:
+            raise ValueError(f"expected a 2-D uint8 grey image, got {grey.dtype} with shape {grey.shape}")
+        height = self.input.height
+        rows, cols = grey.shape
+        new_w = max(1, int(cols * (height / rows)))
+        pol = self.policy
+        if pol.resize == "dynamic":
+            new_w = min(max(new_w, pol.min_width), pol.max_width)
+        image = cv2.resize(grey, (new_w, height), interpolation=self._interp).astype(np.float32)
+        target = self.input.width if pol.resize == "pad" else _round_up(new_w, pol.width_multiple)
+        if new_w < target:
+            pad = np.full((height, target - new_w), pol.pad_value, dtype=np.float32)
+            image = np.concatenate((image, pad), axis=1)
+        elif new_w > target:
+            image = cv2.resize(image, (target, height), interpolation=self._interp)
+        return image
+
+    def normalise(self, image: np.ndarray) -> np.ndarray:
+        """float32 pixel values 0..255 -> model values (invert, then scale)."""
+        if self.policy.invert:
+            image = np.float32(255.0) - image
+        return self._scale(image)
+
+    def batch(self, images: list[np.ndarray]) -> Batch:
+        """Stack preprocessed (H, W) images, padding on the right to the widest one."""
+        if not images:
+            raise ValueError("cannot batch zero images")
+        widths = np.array([im.shape[1] for im in images], dtype=np.int64)
+        out = np.full((len(images), self.input.height, int(widths.max()), 1), self.pad_level, np.float32)
+        for i, im in enumerate(images):
+            out[i, :, : im.shape[1], 0] = im
+        return Batch(out, widths)
+
+    def _scale(self, image: np.ndarray) -> np.ndarray:
+        # Dividing by 255 (not multiplying by 1/255) keeps the seed's exact float32 values.
+        divisor = 1.0 / self.policy.scale
+        if abs(divisor - round(divisor)) < 1e-9:
+            return image / np.float32(round(divisor))
+        return image * np.float32(self.policy.scale)
+
+    def _normalise_scalar(self, value: float) -> float:
+        return float(self.normalise(np.array([[value]], dtype=np.float32))[0, 0])
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
