@@ -1,0 +1,40 @@
+# Two commands a newcomer needs (see README):
+#   make demo   install the runtime and recognise the bundled samples with the bundled model
+#   make test   install everything (runtime, training, export, dev) and run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP_RUNTIME = $(VENV)/.htr-runtime
+STAMP_ALL     = $(VENV)/.htr-all
+
+.PHONY: demo test bench install install-all clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(STAMP_RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[cpu]"
+	touch $@
+
+$(STAMP_ALL): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[cpu,train,export,dev]"
+	touch $@ $(STAMP_RUNTIME)
+
+install: $(STAMP_RUNTIME)
+install-all: $(STAMP_ALL)
+
+demo: $(STAMP_RUNTIME)
+	$(BIN)/htr-run samples/ --recursive --format tsv
+	$(BIN)/htr-eval samples/words
+	$(BIN)/htr-eval samples/lines --model line
+
+test: $(STAMP_ALL)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP_ALL)
+	$(BIN)/pip install -q -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/bench_decoders.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
