@@ -157,8 +157,8 @@ def fit_to_charset(text: str, charset: str) -> str:
             out.append(ch.lower())
         elif ch.upper() in allowed:
             out.append(ch.upper())
-        elif ch == " ":
-            out.append(" ")  # kept as a word break; removed below if not in the charset
+        elif ch.isspace():
+            out.append(" ")  # a word break; removed below if the charset has no space
     fitted = " ".join("".join(out).split())
     return fitted if " " in allowed else fitted.replace(" ", "")
 
