@@ -32,6 +32,7 @@ import importlib.util
 import math
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,24 +414,25 @@ def _draw_ttf(text: str, face: FontFace, x_height: float, rng: np.random.Generat
     weight = int(face.weights[int(rng.integers(len(face.weights)))]) if face.weights else None
     font = _pil_font(face.path, size, weight)
     words = text.split(" ")
-    pad = size
     if len(words) == 1:  # a generous canvas is cheaper than measuring; it is cropped at once
         widths, gaps = [0.0], []
-        width = int(len(text) * size * 1.4 + 2 * pad)
+        width = len(text) * size * 1.4
     else:
         gaps = _gaps(rng, len(words) - 1, font.getlength(" ") or size * 0.3)
         widths = [font.getlength(w) for w in words]
-        width = int(sum(widths) + sum(gaps) + 2 * pad)
-    height = int(size * 2.2 + 2 * pad)
-    image = Image.new("L", (max(width, 1), height), 0)
-    draw = ImageDraw.Draw(image)
-    x, base = float(pad), pad + size * 1.2
-    drift = 0.0
-    for i, word in enumerate(words):
-        draw.text((x, base + drift), word, fill=255, font=font, anchor="ls")
-        x += widths[i] + (gaps[i] if i < len(gaps) else 0)
-        drift += float(rng.normal(0, size * 0.03))  # the baseline wanders a little
-    return np.asarray(image)
+        width = sum(widths) + sum(gaps)
+    drift = np.cumsum(rng.normal(0, size * 0.03, len(words)))  # the baseline wanders a little
+    for pad in (size, 3 * size, 6 * size):
+        image = Image.new("L", (int(width + 2 * pad), int(size * 2.2 + 2 * pad)), 0)
+        draw = ImageDraw.Draw(image)
+        x, base = float(pad), pad + size * 1.2
+        for i, word in enumerate(words):
+            draw.text((x, base + drift[i]), word, fill=255, font=font, anchor="ls")
+            x += widths[i] + (gaps[i] if i < len(gaps) else 0)
+        ink = np.asarray(image)
+        if not (ink[0].any() or ink[-1].any() or ink[:, 0].any() or ink[:, -1].any()):
+            break  # nothing cut off at the canvas edge (swashes can reach far)
+    return ink
 
 
 def _draw_hershey(text: str, face: str, x_height: float, rng: np.random.Generator) -> np.ndarray:
@@ -438,7 +440,8 @@ def _draw_hershey(text: str, face: str, x_height: float, rng: np.random.Generato
 
     font, _ = _hershey_face(face)
     unit = x_height / 9.0  # Hershey script faces: x-height about 9 units, caps 21
-    thickness = max(1, int(round(x_height * rng.uniform(0.07, 0.16))))
+    pen = rng.uniform(0.07, 0.16) * (0.6 if face == "scriptc" else 1.0)  # scriptc strokes are doubled
+    thickness = max(1, int(round(x_height * pen)))
     pad = 2 * x_height + thickness
     polylines, x = [], 0.0
     words = text.split(" ")
@@ -919,7 +922,9 @@ def write_dataset(
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        # fork is fastest, but forking a process that runs TensorFlow's threads can hang
+        forkable = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
+        method = "fork" if forkable else "spawn"
         with ProcessPoolExecutor(workers, multiprocessing.get_context(method), _init_worker, (generator,)) as pool:
             for part in pool.map(_write_range, [str(out)] * len(ranges), *zip(*ranges)) if ranges else []:
                 rows += part
