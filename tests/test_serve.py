@@ -1,0 +1,379 @@
+"""htr-serve through a real server: `python -m htr.runtime.serve.cli` on a loopback port
+with the tiny model, spoken to over HTTP (stdlib only), and the page in headless Chromium
+driven over the DevTools protocol on a pipe (no selenium, no websockets).
+
+The browser test is skipped when no chromium is installed; CI installs Debian's
+`chromium` (see .ci/run).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
+pytest.importorskip("uvicorn", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
+
+from runtime_fixtures import draw_word  # noqa: E402
+
+MAX_BYTES = 200_000
+MAX_FILES = 6
+MAX_PIXELS = 500_000
+
+
+# ---- a real server ------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    """Base URL of `htr-serve` running the dynamic-width tiny model in a subprocess."""
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "htr.runtime.serve.cli",
+        "--model", str(tiny_models["dynamic"]), "--host", "127.0.0.1", "--port", str(port),
+        "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES), "--max-pixels", str(MAX_PIXELS),
+        "--max-concurrent", "2", "--threads", "1", "--log-level", "warning",
+    ]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"htr-serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"htr-serve did not answer within 30 s:\n{log.read_text()}")
+        time.sleep(0.1)
+    yield url
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def get(url: str) -> tuple[int, dict]:
+    with urllib.request.urlopen(url, timeout=20) as response:
+        return response.status, json.loads(response.read())
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def multipart(files: list[tuple[str, bytes]], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body with one `files` part per (filename, bytes)."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in (fields or {}).items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for filename, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def recognize(url: str, files: list[tuple[str, bytes]], **fields: str) -> tuple[int, dict]:
+    body, content_type = multipart(files, fields)
+    return post(url + "/v1/recognize", body, content_type)
+
+
+def encode(image: np.ndarray, suffix: str) -> bytes:
+    ok, data = cv2.imencode(suffix, image)
+    assert ok
+    return data.tobytes()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG claiming to be width x height (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
+
+
+# ---- the API --------------------------------------------------------------------------
+def test_healthz_and_model(server):
+    status, health = get(server + "/healthz")
+    assert status == 200 and health["status"] == "ok" and health["model"] == "dynamic.onnx"
+    status, model = get(server + "/v1/model")
+    assert status == 200
+    assert model["charset"] == "ab" and model["dynamic_width"] is True
+    assert model["metadata"]["htr.blank"] == 2
+    assert model["limits"]["max_bytes"] == MAX_BYTES and model["limits"]["max_files"] == MAX_FILES
+    assert "CPUExecutionProvider" in model["providers"]
+
+
+def test_openapi_describes_the_api(server):
+    status, spec = get(server + "/openapi.json")
+    assert status == 200
+    assert {"/v1/recognize", "/v1/model", "/healthz"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/recognize"]["post"]["requestBody"]["content"]
+    assert "files" in body["multipart/form-data"]["schema"]["properties"]
+
+
+def test_good_and_bad_files_in_one_request(server):
+    files = [
+        ("ab.png", encode(draw_word("ab"), ".png")),
+        ("notes.txt", b"not an image at all"),
+        ("ba.bmp", encode(draw_word("ba"), ".bmp")),
+        ("empty.png", b""),
+        ("truncated.png", encode(draw_word("ab"), ".png")[:40]),
+        ("../../etc/passwd", encode(draw_word("bab"), ".tif")),
+    ]
+    status, body = recognize(server, files)
+    assert status == 200
+    assert body["count"] == 6 and body["failed"] == 3
+    results = body["results"]
+    assert [r["filename"] for r in results] == [name for name, _ in files]
+    assert [r["ok"] for r in results] == [True, False, True, False, False, True]
+    assert [r.get("text") for r in results] == ["ab", None, "ba", None, None, "bab"]
+    first = results[0]
+    assert 0.5 < first["confidence"] <= 1 and len(first["char_confidences"]) == 2
+    assert first["time_ms"] > 0 and (first["width"], first["height"]) == (80, 32)
+    assert first["decoder"] == "greedy" and set(first["alternatives"]) == {"greedy", "beam"}
+    assert first["alternatives"]["beam"]["text"] == "ab"
+    assert "notes.txt: is not a png, jpg, tif or bmp image" == results[1]["error"]
+    assert "empty" in results[3]["error"] and "corrupt or truncated png" in results[4]["error"]
+
+
+def test_beam_decoder_and_jpeg(server):
+    status, body = recognize(server, [("w.jpg", encode(draw_word("abba"), ".jpg"))], decoder="beam", beam_width="4")
+    assert status == 200 and body["decoder"] == "beam" and body["beam_width"] == 4
+    result = body["results"][0]
+    assert result["text"] == "abba" and set(result["alternatives"]) == {"beam", "greedy"}
+
+
+def test_pixel_limits_refuse_an_image_from_its_header(server):
+    big = np.full((600, 1000), 255, np.uint8)  # 600,000 pixels > MAX_PIXELS; tiny as a png
+    files = [("bomb.png", png_header(30_000, 30_000)), ("big.png", encode(big, ".png")), ("ok.png", encode(draw_word("a"), ".png"))]
+    status, body = recognize(server, files)
+    assert status == 200
+    bomb, large, good = body["results"]
+    assert not bomb["ok"] and "30000x30000" in bomb["error"]
+    assert not large["ok"] and "600,000" in large["error"]
+    assert good["ok"] and good["text"] == "a"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [({"decoder": "nonsense"}, "unknown decoder"), ({"beam_width": "0"}, "beam_width"), ({"beam_width": "x"}, "integer")],
+)
+def test_bad_options_are_400(server, fields, message):
+    status, body = recognize(server, [("ab.png", encode(draw_word("ab"), ".png"))], **fields)
+    assert status == 400 and message in body["error"]
+
+
+def test_bad_requests_are_400(server):
+    status, body = recognize(server, [])
+    assert status == 400 and "no files" in body["error"]
+    status, body = post(server + "/v1/recognize", b'{"files": []}', "application/json")
+    assert status == 400 and "multipart/form-data" in body["error"]
+
+
+def test_oversize_body_is_413(server):
+    status, body = recognize(server, [("huge.png", b"\x89PNG\r\n\x1a\n" + os.urandom(MAX_BYTES))])
+    assert status == 413 and "at most 200,000" in body["error"]
+    status, body = get(server + "/healthz")  # still serving
+    assert status == 200
+
+
+def test_too_many_files_is_413(server):
+    image = encode(draw_word("b"), ".png")
+    status, body = recognize(server, [(f"{i}.png", image) for i in range(MAX_FILES + 1)])
+    assert status == 413 and f"at most {MAX_FILES}" in body["error"]
+
+
+def test_concurrent_requests(server):
+    words = ["a", "b", "ab", "ba", "aab", "bba", "abab", "baba"]
+
+    def one(word: str) -> tuple[str, list[str]]:
+        files = [(f"{word}-{k}.png", encode(draw_word(word), ".png")) for k in range(3)]
+        status, body = recognize(server, files, decoder="beam" if len(word) % 2 else "greedy")
+        assert status == 200, body
+        return word, [r["text"] for r in body["results"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        for word, texts in pool.map(one, words):
+            assert texts == [word] * 3
+
+
+# ---- the page in headless Chromium ------------------------------------------------------
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class DevTools:
+    """A headless Chromium spoken to over --remote-debugging-pipe (fds 3 and 4, JSON + NUL).
+
+    Started with `os.posix_spawn`, which needs no preexec hook and so is safe in a
+    process with threads.
+    """
+
+    def __init__(self, binary: str, profile: Path, log: Path):
+        to_child, from_parent = os.pipe()
+        from_child, to_parent = os.pipe()
+        # Out of the way of 3 and 4 before duplicating onto them.
+        child_in, child_out = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_child, to_parent))
+        args = [
+            binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--no-default-browser-check", "--hide-scrollbars", "--mute-audio",
+            "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank",
+        ]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, child_in, 3),
+            (os.POSIX_SPAWN_DUP2, child_out, 4),
+        ]
+        self.pid = os.posix_spawn(binary, args, dict(os.environ), file_actions=actions)
+        for fd in (to_child, to_parent, child_in, child_out):
+            os.close(fd)
+        self.write_fd, self.read_fd = from_parent, from_child
+        self.buffer = b""
+        self.last_id = 0
+
+    def call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 15) -> dict:
+        self.last_id += 1
+        message = {"id": self.last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self.write_fd, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read(deadline)
+            if reply.get("id") == self.last_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def _read(self, deadline: float) -> dict:
+        while b"\0" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.read_fd], [], [], left)[0]:
+                raise TimeoutError("no answer from chromium")
+            chunk = os.read(self.read_fd, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self.buffer += chunk
+        message, self.buffer = self.buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def evaluate(self, session: str, expression: str):
+        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        return result["result"].get("value")
+
+    def wait_for(self, session: str, expression: str, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(session, expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"timed out waiting for {expression}")
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=5)
+        except Exception:
+            os.kill(self.pid, signal.SIGKILL)
+        for _ in range(50):
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.write_fd)
+        os.close(self.read_fd)
+
+
+def test_page_in_headless_chromium(server, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    good, bad = tmp_path / "word-ab.png", tmp_path / "scan.png"
+    word = draw_word("abba")  # drawn at twice the size: the page shows it, the model resizes it to 32 high
+    cv2.imwrite(str(good), cv2.resize(word, (word.shape[1] * 2, 64), interpolation=cv2.INTER_NEAREST))
+    bad.write_bytes(b"this is not an image")
+    browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.call("Emulation.setDeviceMetricsOverride",
+                     {"width": 1000, "height": 620, "deviceScaleFactor": 1, "mobile": False}, session)
+        browser.call("Page.enable", {}, session)
+        browser.call("Page.navigate", {"url": server + "/"}, session)
+        model = browser.wait_for(session, "document.readyState === 'complete' && "
+                                          "!document.getElementById('model').textContent.startsWith('loading') && "
+                                          "document.getElementById('model').textContent")
+        assert "dynamic.onnx" in model
+        node = browser.call("Runtime.evaluate", {"expression": "document.getElementById('files')"}, session)
+        browser.call("DOM.setFileInputFiles", {"files": [str(good), str(bad)], "objectId": node["result"]["objectId"]}, session)
+        state = browser.wait_for(session, "document.body.dataset.state === 'busy' ? '' : document.body.dataset.state")
+        assert state == "done", browser.evaluate(session, "document.getElementById('status').textContent")
+        cards = browser.evaluate(session, """[...document.querySelectorAll('.card')].map(c => ({
+            name: c.dataset.filename,
+            text: c.querySelector('.text') ? c.querySelector('.text').textContent : null,
+            error: c.querySelector('.error') ? c.querySelector('.error').textContent : null,
+            beam: c.querySelector('.alt-beam') ? c.querySelector('.alt-beam').textContent : null,
+            loaded: !!c.querySelector('img') && c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0}))""")
+        assert cards[0] == {"name": "word-ab.png", "text": "abba", "error": None, "beam": "abba", "loaded": True}
+        assert cards[1]["name"] == "scan.png" and "is not a png, jpg, tif or bmp image" in cards[1]["error"]
+        status = browser.evaluate(session, "document.getElementById('status').textContent")
+        assert status.startswith("1 of 2 recognised")
+        shot = browser.call("Page.captureScreenshot", {"format": "png"}, session)
+        png = base64.b64decode(shot["data"])
+        assert png.startswith(b"\x89PNG")
+        (tmp_path / "serve.png").write_bytes(png)
+        if os.environ.get("HTR_SERVE_SCREENSHOT"):  # e.g. docs/serve.png for the README
+            Path(os.environ["HTR_SERVE_SCREENSHOT"]).write_bytes(png)
+    finally:
+        browser.close()
