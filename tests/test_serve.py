@@ -133,6 +133,65 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
 
 
+# ---- in-process pieces (no server) ---------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif"])
+def test_image_size_is_read_from_the_header(suffix):
+    from htr.runtime.serve.limits import image_size
+
+    data = encode(np.full((37, 91), 200, np.uint8), suffix)
+    assert image_size(data) == (91, 37)
+    assert image_size(data[:8]) is None or suffix == ".bmp"  # too short: unknown, decoded later
+
+
+def test_image_size_of_unknown_bytes_is_none():
+    from htr.runtime.serve.limits import image_size
+
+    assert image_size(b"GIF89a....") is None
+    assert image_size(png_header(30_000, 20_000)) == (30_000, 20_000)
+
+
+def test_multipart_is_parsed_in_memory():
+    from htr.runtime.serve.uploads import FormError, parse_multipart
+
+    body, content_type = multipart([("a.png", b"\x00\x01\r\n--x"), ("b.png", b"")], {"decoder": "beam"})
+    form = parse_multipart(content_type, body)
+    assert [(u.filename, u.data) for u in form.files["files"]] == [("a.png", b"\x00\x01\r\n--x"), ("b.png", b"")]
+    assert form.fields == {"decoder": "beam"}
+    with pytest.raises(FormError, match="more than 1 form parts"):
+        parse_multipart(content_type, body, max_parts=1)
+    with pytest.raises(FormError, match="boundary"):
+        parse_multipart("multipart/form-data", body)
+
+
+def test_service_with_a_fixed_width_model(tiny_models):
+    from htr.runtime.engine import Engine
+    from htr.runtime.serve import ServeLimits
+    from htr.runtime.serve.service import RecognitionService, RequestError
+    from htr.runtime.serve.uploads import Upload
+
+    service = RecognitionService(Engine(tiny_models["fixed"], threads=1), ServeLimits(max_pixels=10_000))
+    uploads = [Upload("ab.png", encode(draw_word("ab"), ".png")), Upload("", b"junk"),
+               Upload("wide.png", encode(np.full((32, 400), 255, np.uint8), ".png"))]
+    results = service.recognise(uploads, decoder="beam", beam_width=3)
+    assert [r.ok for r in results] == [True, False, False]
+    assert results[0].decoded.text == "ab" and set(results[0].alternatives) == {"beam", "greedy"}
+    assert results[1].filename == "file-2" and "file-2: is not a png" in results[1].error
+    assert "400x32 pixels (12,800)" in results[2].error
+    assert service.decoder("beam", 3) is service.decoder("beam", 3)  # built once, shared
+    with pytest.raises(RequestError, match="beam_width"):
+        service.recognise(uploads, beam_width=1000)
+
+
+def test_cli_refuses_a_missing_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from htr.runtime.serve.cli import app
+
+    result = CliRunner().invoke(app, ["--model", str(tmp_path / "missing.onnx")])
+    assert result.exit_code == 2
+    assert "missing.onnx" in result.output and "no such model file" in result.output
+
+
 # ---- the API --------------------------------------------------------------------------
 def test_healthz_and_model(server):
     status, health = get(server + "/healthz")
