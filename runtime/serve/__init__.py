@@ -4,8 +4,8 @@
     htr-serve --model word --port 8000      # then open http://127.0.0.1:8000/
 
 Why FastAPI (on Starlette) with uvicorn rather than Flask, as the line-level seed used:
-the API is described by type-checked parameters, so `/openapi.json` and `/docs` come
-for free and stay true; blocking inference is handed to a worker thread with
+the API is described by type-checked parameters, so `/openapi.json` comes for free
+and stays true; blocking inference is handed to a worker thread with
 `anyio.to_thread`, so the event loop keeps answering `/healthz` and new uploads while a
 batch runs; uvicorn is a single-process ASGI server that needs no WSGI container, which
 fits "one process, one onnxruntime session". All three are maintained, pure-Python to

@@ -1,8 +1,9 @@
 """The FastAPI application: `/` (the page), `/v1/recognize`, `/v1/model`, `/healthz`.
 
 Routes stay thin: check limits, parse, hand the work to `RecognitionService` in a
-worker thread (never on the event loop), return JSON. OpenAPI is at `/openapi.json`
-and browsable at `/docs`.
+worker thread (never on the event loop), return JSON. OpenAPI is at `/openapi.json`.
+FastAPI's `/docs` and `/redoc` pages are switched off: they load Swagger UI from a CDN,
+and nothing here may assume the user's box can reach the internet.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from .service import DECODERS, RecognitionService, RequestError
 from .uploads import FormError, parse_multipart
 
 PAGE_FILE = "page.html"
+#: The page talks only to this server: no CDN, no other origin, images shown from blob: URLs.
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob:; style-src 'unsafe-inline'; "
+        "script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
 
 _RECOGNIZE_BODY = {
     "requestBody": {
@@ -124,13 +134,15 @@ def create_app(service: RecognitionService) -> FastAPI:
         title="htr-serve",
         summary="Handwritten text recognition over an ONNX model",
         version="1",
+        docs_url=None,
+        redoc_url=None,
     )
     page = resources.files(__package__).joinpath(PAGE_FILE).read_text(encoding="utf-8")
     limits = service.limits
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the server answers")
     async def healthz() -> dict[str, Any]:

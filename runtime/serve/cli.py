@@ -31,7 +31,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-@app.command(help="Serve a model: an upload page at / and a JSON API at /v1/recognize (OpenAPI at /docs).")
+@app.command(help="Serve a model: an upload page at / and a JSON API at /v1/recognize (OpenAPI at /openapi.json).")
 def serve(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model: a bundled name (word, line) or an .onnx file from htr-export."),
     provider: Provider = typer.Option(Provider.cpu, "--provider", "-p", help="Execution provider; cuda/tensorrt fail loudly if not active."),
