@@ -3,8 +3,9 @@
 One `Engine` (one onnxruntime session) serves every request. onnxruntime allows
 concurrent `run()` calls on one session; what is mutable here is guarded: decoders are
 built once per (name, beam width) under a lock and only read afterwards, and a
-semaphore lets at most `ServeLimits.max_concurrent` requests run inference at once, so
-the others wait in line instead of oversubscribing the CPU. Each request is batched
+semaphore lets at most `ServeLimits.max_concurrent` requests decode images and run
+inference at once, so the others wait in line instead of oversubscribing the CPU or
+holding decoded images in memory. Each request is batched
 on its own (all its images in as few model calls as the batch size allows).
 """
 
@@ -171,6 +172,12 @@ class RecognitionService:
         elif compare:
             names.append("beam")
         combined = self._combined(names, beam_width)
+        # Decoding happens inside the slot too, so at most `max_concurrent` requests
+        # hold decoded images in memory at once, however many are waiting.
+        with self._slots:
+            return self._recognise(uploads, decoder, combined)
+
+    def _recognise(self, uploads: Sequence[Upload], decoder: str, combined: Callable) -> list[ImageResult]:
         results: list[ImageResult | None] = [None] * len(uploads)
         images: list[tuple[int, np.ndarray, float]] = []
         for i, upload in enumerate(uploads):
@@ -183,15 +190,14 @@ class RecognitionService:
                 continue
             images.append((i, image, (time.perf_counter() - start) * 1000))
         if images:
-            with self._slots:
-                start = time.perf_counter()
-                try:
-                    recognizer = Recognizer(self.engine, combined, batch_size=self.batch_size)
-                    decoded: list[Any] = recognizer.recognise_arrays([im for _, im, _ in images])
-                    failure = None
-                except HtrError as err:
-                    decoded, failure = [], str(err)
-                share = (time.perf_counter() - start) * 1000 / len(images)
+            start = time.perf_counter()
+            try:
+                recognizer = Recognizer(self.engine, combined, batch_size=self.batch_size)
+                decoded: list[Any] = recognizer.recognise_arrays([im for _, im, _ in images])
+                failure = None
+            except HtrError as err:
+                decoded, failure = [], str(err)
+            share = (time.perf_counter() - start) * 1000 / len(images)
             for k, (i, image, load_ms) in enumerate(images):
                 name = _label(uploads[i].filename, i)
                 h, w = image.shape
