@@ -194,7 +194,18 @@ def to_onnx(loaded: LoadedModel, opset: int = DEFAULT_OPSET) -> Any:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ExportError(loaded.path, f"tf2onnx could not convert the model: {first[:300]}") from None
     fix_ir_version(proto)
+    _name_dims(proto)
     return proto
+
+
+def _name_dims(proto: Any) -> None:
+    """Readable names for the dynamic dimensions: batch, width, steps."""
+    graph = proto.graph
+    for value, names in ((graph.input[0], ("batch", None, "width", None)), (graph.output[0], ("batch", "steps", None))):
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, names):
+            if name and not dim.HasField("dim_value"):
+                dim.dim_param = name
 
 
 def fix_ir_version(proto: Any) -> None:

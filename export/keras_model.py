@@ -112,11 +112,23 @@ def _load_keras3(path: Path, output_layer: str | None, dynamic_width: bool, kera
     import keras
 
     _import_htr_train()
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(path, f"Keras {keras.__version__} cannot load it: {first[:300]}") from None
+    notes: list[str] = []
+    custom: dict[str, Any] = {}
+    for _ in range(8):
+        try:
+            model = keras.models.load_model(path, compile=False, safe_mode=True, custom_objects=custom)
+            break
+        except Exception as err:
+            missing = _missing_class(str(err))
+            if missing is None or any(m in custom for m in missing):
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise ExportError(path, f"Keras {keras.__version__} cannot load it: {first[:300]}") from None
+            for m in missing:
+                custom[m] = _placeholder(keras, missing[0])
+            notes.append(f"unknown layer class {missing[0]!r} loaded as a pass-through placeholder "
+                         "(fine for a training head; it must not lie between the image and the softmax)")
+    else:  # pragma: no cover
+        raise ExportError(path, "too many unknown layer classes")
     model = _functional(keras, model)
     image = [t for t in model.inputs if len(t.shape) == 4]
     if len(image) != 1:
@@ -136,7 +148,11 @@ def _load_keras3(path: Path, output_layer: str | None, dynamic_width: bool, kera
     except Exception as err:
         raise ExportError(path, f"layer {target!r} does not depend on the image input alone ({err})") from None
     _check_output(path, sub)
-    notes: list[str] = []
+    if custom:
+        on_path = [l.name for l in sub.layers if getattr(l, "_htr_placeholder", False)]
+        if on_path:
+            raise ExportError(path, f"layer {on_path[0]!r} is of an unknown custom class and lies on the image -> "
+                                    "output path; install the package that defines it")
     dyn = False
     if dynamic_width and sub.inputs[0].shape[2] is not None:
         try:
@@ -151,6 +167,44 @@ def _load_keras3(path: Path, output_layer: str | None, dynamic_width: bool, kera
     elif sub.inputs[0].shape[2] is None:
         dyn = True
     return LoadedModel(sub, path, "keras3", target, keras_version, dyn, notes)
+
+
+def _missing_class(message: str) -> list[str] | None:
+    """Names of a custom class Keras could not locate, from its error message."""
+    import re
+
+    m = re.search(r"(?:Could not locate class|Unknown layer:?) '([^']+)'", message)
+    if not m:
+        return None
+    names = [m.group(1)]
+    for reg in re.findall(r"'registered_name': '([^']+)'", message):
+        if reg.endswith(">" + names[0]) and reg not in names:
+            names.append(reg)
+    return names
+
+
+def _placeholder(keras: Any, name: str) -> Any:
+    """A weightless layer standing in for an unknown custom class: returns its first input."""
+
+    class Placeholder(keras.layers.Layer):
+        _htr_placeholder = True
+
+        def __init__(self, **kwargs: Any):
+            base = {k: kwargs[k] for k in ("name", "trainable", "dtype") if k in kwargs}
+            super().__init__(**base)
+
+        def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            while isinstance(inputs, (list, tuple)):
+                inputs = inputs[0]
+            return inputs
+
+        def compute_output_shape(self, shapes: Any) -> Any:
+            while isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+                shapes = shapes[0]
+            return shapes
+
+    Placeholder.__name__ = name.split(">")[-1]
+    return Placeholder
 
 
 def _functional(keras: Any, model: Any) -> Any:

@@ -78,8 +78,12 @@ def to_fp16(fp32: Path, out: Path, spec: ModelSpec, check_batches: list[np.ndarr
         from onnxconverter_common import float16
     except ImportError:
         raise ExportError(fp32, "--fp16 needs onnxconverter-common (pip install onnxconverter-common)") from None
+    import warnings
+
     model = onnx.load(str(fp32))
-    half = float16.convert_float_to_float16(model, keep_io_types=True)
+    with warnings.catch_warnings():  # one warning per tiny weight truncated to fp16's range
+        warnings.simplefilter("ignore")
+        half = float16.convert_float_to_float16(model, keep_io_types=True)
     _copy_metadata(model, half, "fp16")
     _save(half, out)
     parity, note = _parity("fp16", spec, fp32, out, check_batches)

@@ -257,3 +257,36 @@ def test_cli_exit_codes_and_summary(legacy_h5, images, tmp_path):
     for word in ("inputs", "outputs", "parameters 37,247", "128 px -> 31", "real images: 4 inputs", "seed notebook"):
         assert word in result.output
     assert Engine(out).spec.charset[0] == "!"
+
+
+def test_unknown_custom_head_class_is_a_placeholder(tmp_path):
+    train_model, infer = keras3_training_model()
+    path = tmp_path / "crnn.keras"
+    train_model.save(path)
+    registry = keras.saving.get_custom_objects()
+    saved = {k: registry.pop(k) for k in [k for k in registry if k.endswith("CTCHead")]}
+    try:
+        loaded = keras_model.load(path)
+    finally:
+        registry.update(saved)
+    assert any("CTCHead" in n and "placeholder" in n for n in loaded.notes)
+    x = _probe(16, 64)
+    assert np.abs(np.asarray(loaded.model(x, training=False)) - np.asarray(infer(x, training=False))).max() < TOL
+
+
+def test_fp16_and_int8_variants(legacy_h5, images, tmp_path):
+    pytest.importorskip("onnxconverter_common")
+    from htr.export import quantize
+
+    _, onnx_path, spec = _export(legacy_h5, tmp_path / "q.onnx")
+    sess = verify.session(onnx_path)
+    assert [d for d in sess.get_inputs()[0].shape] == ["batch", 32, 128, 1]
+    half = quantize.to_fp16(onnx_path, tmp_path / "q.fp16.onnx", spec, [])
+    assert half.parity is not None and half.parity.max_abs_diff < 1e-2
+    assert half.size < onnx_path.stat().st_size
+    int8 = quantize.to_int8(onnx_path, tmp_path / "q.int8.onnx", spec, [str(images)], [])
+    assert int8.parity is not None and int8.parity.samples == 4 and int8.parity.max_abs_diff < 0.1
+    for v in (half, int8):
+        engine = Engine(v.path)  # metadata survives quantization
+        assert engine.spec.charset == spec.charset
+        assert engine.spec.source["quantization"] in ("fp16", "int8-qdq-static")
