@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, default=len(SEED_WORD_CHARSET) + 1)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inference-out", help="also save the inference model (act_model) as Keras-2 HDF5 here")
     args = parser.parse_args(argv)
 
     tf_keras.utils.set_random_seed(args.seed)
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(args.out):
         print(f"{args.out}: ModelCheckpoint wrote nothing", file=sys.stderr)
         return 1
+    if args.inference_out:
+        act_model.save(args.inference_out)  # the notebook's act_model.save(...), legacy HDF5
     probe = rng.random((4, 32, 128, 1), dtype=np.float32)
     np.savez(args.out + ".probe.npz", x=probe, y=act_model.predict(probe, verbose=0))
     print(f"{args.out}: {model.count_params()} parameters (inference model {act_model.count_params()})")

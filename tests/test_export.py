@@ -50,7 +50,8 @@ def legacy_h5(tmp_path_factory) -> Path:
     """The notebook's training model (tiny widths) saved by tf_keras' ModelCheckpoint."""
     out = tmp_path_factory.mktemp("legacy") / "adam_best.hdf5"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "--tiny"], env=env,
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "--tiny",
+                           "--inference-out", str(out.with_name("act_model.h5"))], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
@@ -145,6 +146,14 @@ def test_legacy_training_checkpoint_exports_and_runs(legacy_h5, images, tmp_path
     assert np.abs(got - want).max() < TOL
     assert greedy_decode(got[0], engine.spec.charset, engine.spec.blank).text == \
         greedy_decode(want[0], engine.spec.charset, engine.spec.blank).text
+
+
+def test_legacy_inference_model_h5(legacy_h5, tmp_path):
+    act = legacy_h5.with_name("act_model.h5")
+    loaded = keras_model.load(act)
+    assert loaded.kind == "keras2-hdf5" and loaded.count_params() == 37247
+    probe = np.load(str(legacy_h5) + ".probe.npz")
+    assert np.abs(np.asarray(loaded.model(probe["x"], training=False)) - probe["y"]).max() < TOL
 
 
 def test_legacy_checkpoint_with_corrupt_lambda_bytecode(legacy_h5, tmp_path):
