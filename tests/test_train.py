@@ -1,0 +1,196 @@
+"""htr.train: architectures, metadata, label encoding, a tiny training run, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+keras = pytest.importorskip("keras")
+cv2 = pytest.importorskip("cv2")
+
+from htr.runtime.metadata import ModelSpec  # noqa: E402
+from htr.train import models  # noqa: E402
+from htr.train.data import (  # noqa: E402
+    SKIP_TOO_LONG,
+    SKIP_UNKNOWN,
+    CTCDataset,
+    LabelEncoder,
+    LabelledSource,
+    required_steps,
+)
+
+WORDS = ["cab", "bad", "dab", "ace", "bead", "face", "deed", "fad", "add", "cafe", "bed", "dace"]
+
+
+def draw(text: str, height: int = 40) -> np.ndarray:
+    """Dark text on white paper, in a plain OpenCV font."""
+    width = 22 * len(text) + 16
+    image = np.full((height, width), 255, np.uint8)
+    cv2.putText(image, text, (8, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 0, 2, cv2.LINE_AA)
+    return image
+
+
+def write_set(root, texts, bad_lines=()):
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, text in enumerate(texts):
+        name = f"img{i:03d}.png"
+        cv2.imwrite(str(root / name), draw(text))
+        lines.append(f"{name}\t{text}")
+    lines.extend(bad_lines)
+    (root / "labels.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    texts = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=120)]
+    return write_set(tmp_path_factory.mktemp("tiny_set"), texts)
+
+
+# ---- architectures ---------------------------------------------------------------------
+
+
+def test_seed_word_is_the_notebook_model():
+    built = models.build("seed-word")
+    model = built.inference
+    assert model.count_params() == 8_743_247
+    assert tuple(model.input.shape) == (None, 32, 128, 1)
+    assert tuple(model.output.shape) == (None, 31, 79)
+    assert model.layers[-1].name == models.PROBS
+    spec = built.spec
+    assert spec.blank == 78 == len(spec.charset)
+    assert spec.time_steps.for_width(128) == 31
+    assert models.output_steps(model, 32, 128) == 31
+
+
+@pytest.mark.parametrize("arch", ["seed-line", "lean", "tiny"])
+def test_time_steps_metadata_matches_the_real_output(arch):
+    built = models.build(arch)
+    spec = built.spec
+    assert spec.input.width is None and spec.preprocess.resize == "dynamic"
+    assert built.inference.output.shape[-1] == spec.num_classes
+    multiple = spec.preprocess.width_multiple
+    widths = [64, 128, 200, 328] + ([800] if arch == "seed-line" else [])
+    for width in widths:
+        width = -(-width // multiple) * multiple
+        assert models.output_steps(built.inference, spec.input.height, width) == spec.time_steps.for_width(width), width
+    if arch == "seed-line":
+        assert spec.time_steps.for_width(800) == 100
+        assert " " in spec.charset
+
+
+def test_lean_costs_a_fraction_of_seed_word():
+    seed = models.count_flops(models.build("seed-word").inference, 128)
+    lean = models.count_flops(models.build("lean").inference, 128)
+    assert 1.5e9 < seed < 2e9
+    assert lean < seed / 10
+
+
+def test_ctc_blank_is_last():
+    built = models.build("tiny", charset="ab")
+    trainer = built.training_model()
+    assert trainer.blank == 2 == built.spec.blank
+    # A perfect "a" prediction (a then blanks) costs almost nothing with blank = last.
+    steps = 8
+    logits = np.full((1, steps, 3), -20.0, np.float32)
+    logits[0, 0, 0] = 20.0
+    logits[0, 1:, 2] = 20.0
+    y = {"labels": np.array([[0, 0]], np.int32), "label_length": np.array([1], np.int32), "logit_length": np.array([steps], np.int32)}
+    assert float(models.ctc_loss(y, logits, blank=2)) < 1e-3
+
+
+# ---- data -----------------------------------------------------------------------------
+
+
+def test_label_encoding_refuses_and_counts_unknown_characters(tmp_path):
+    enc = LabelEncoder("abc")
+    assert enc.encode("cab").tolist() == [2, 0, 1]
+    assert enc.encode("cat") is None
+    assert enc.unknown("cat!") == {"t", "!"}
+    assert enc.decode([2, 0, 1]) == "cab"
+    assert required_steps([0, 0, 1]) == 4
+
+    root = write_set(tmp_path / "set", ["cab", "bad", "café", "dab", "a" * 40, "fa~d"])
+    spec = models.build("seed-word").spec  # fixed width: 31 steps, so 40 letters cannot fit
+    data = CTCDataset(LabelledSource(root), spec, batch_size=4, shuffle=False, workers=1)
+    assert data.skipped[SKIP_UNKNOWN] == 2
+    assert data.skipped[SKIP_TOO_LONG] == 1
+    assert len(data.indices) == 3
+    pixels, y = data[0]
+    assert pixels.shape == (3, 32, 128, 1) and pixels.dtype == np.float32
+    assert y["label_length"].tolist() == [3, 3, 3]
+    assert y["logit_length"].tolist() == [31, 31, 31]
+    assert LabelEncoder(spec.charset).decode(y["labels"][0, :3]) == "cab"
+
+
+def test_batches_use_the_runtime_preprocessor(tiny_set):
+    from htr.runtime.images import load_image
+    from htr.runtime.preprocess import Preprocessor
+
+    spec = models.build("tiny").spec
+    source = LabelledSource(tiny_set)
+    data = CTCDataset(source, spec, batch_size=4, shuffle=False, workers=1, width_group=1)
+    batch = data.batch(0)
+    expected = Preprocessor.from_spec(spec)(load_image(source.samples[0].path))
+    np.testing.assert_array_equal(batch.pixels[0, :, : expected.shape[1], 0], expected)
+    assert batch.pixels.shape[2] % data.width_bucket == 0
+    assert batch.logit_length[0] == spec.time_steps.for_width(expected.shape[1])
+
+
+# ---- training ---------------------------------------------------------------------------
+
+
+def test_tiny_training_lowers_loss_writes_checkpoints_and_resumes(tiny_set, tmp_path):
+    from htr.train.trainer import TrainConfig, Trainer
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(
+        arch="tiny", data=str(tiny_set), out=str(out), epochs=2, batch_size=8, lr=1e-2,
+        schedule="constant", steps_per_epoch=14, charset="abcdef", workers=1, augment=False,
+        verbose=0, show_samples=0, command=["htr-train", "test"],
+    )
+    trainer = Trainer(cfg)
+    from htr.train.trainer import Validation
+
+    before = Validation(trainer.built, trainer.val_data).evaluate()["val_loss"]
+    result = trainer.fit()
+    assert result["epochs"] == 2
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["val_loss"] < 0.8 * before
+    assert history[-1]["loss"] < history[0]["loss"]
+
+    for name in ("model.keras", "model.h5", "model.json", "best_loss.keras", "last.weights.h5", "history.csv", "history.png", "state.json"):
+        assert (out / name).is_file(), name
+    spec = ModelSpec.from_json(out / "model.json")
+    assert spec.charset == tuple("abcdef") and spec.blank == 6
+    assert spec.time_steps == trainer.spec.time_steps
+    assert spec.source["epochs"] in (1, 2) and spec.source["val_cer"] is not None
+    assert spec.source["data"] == str(tiny_set)
+
+    x = trainer.val_data.batch(0).pixels
+    for name in ("model.keras", "model.h5"):
+        loaded = keras.saving.load_model(out / name)
+        assert loaded.layers[-1].name == models.PROBS
+        probs = loaded.predict_on_batch(x)
+        assert probs.shape[-1] == 7
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+    # Resume: continues after the saved epoch, with the optimizer state.
+    saved_iterations = int(keras.ops.convert_to_numpy(trainer.training.optimizer.iterations))
+    resumed = Trainer(TrainConfig(**{**cfg.__dict__, "epochs": 3, "resume": True}))
+    assert resumed.load_state() == 2
+    assert int(keras.ops.convert_to_numpy(resumed.training.optimizer.iterations)) == saved_iterations == 28
+    result = Trainer(TrainConfig(**{**cfg.__dict__, "epochs": 3, "resume": True})).fit()
+    assert result["epochs"] == 3
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 3
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert len(rows) == 4  # header + 3 epochs
