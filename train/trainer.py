@@ -336,6 +336,9 @@ class Trainer:
             "mixed_precision": self.mixed_precision,
             "file": "model.keras",
         }
+        rates = getattr(self, "throughput", None)
+        if rates is not None and rates.rates and math.isfinite(rates.rates[-1]):
+            facts["train_images_per_s"] = round(float(rates.rates[-1]), 2)
         return self.spec.with_source(**facts)
 
     def write_spec(self, final: bool = True) -> None:
