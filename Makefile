@@ -24,16 +24,19 @@ $(STAMP_ALL): pyproject.toml | $(BIN)/python
 install: $(STAMP_RUNTIME)
 install-all: $(STAMP_ALL)
 
+# MODEL: a bundled name or an .onnx file; default: the bundled word model (issue 7, pending).
+MODEL ?=
+MODEL_ARG = $(if $(MODEL),--model $(MODEL),)
 demo: $(STAMP_RUNTIME)
-	$(BIN)/htr-run samples/ --recursive --format tsv
-	$(BIN)/htr-eval samples/words
-	$(BIN)/htr-eval samples/lines --model line
+	$(BIN)/htr-run samples/ --recursive --format tsv $(MODEL_ARG)
+	$(BIN)/htr-eval samples/words $(MODEL_ARG)
+	$(BIN)/htr-eval samples/digits $(MODEL_ARG)
 
 test: $(STAMP_ALL)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP_ALL)
-	$(BIN)/pip install -q -r benchmarks/requirements.txt
+	$(BIN)/pip install -q -r benchmarks/requirements.txt && $(BIN)/pip install -q --no-deps "pyctcdecode==0.5.0"
 	$(BIN)/python benchmarks/bench_decoders.py
 
 clean:
