@@ -40,12 +40,8 @@ from typing import Callable, Iterator, Literal
 
 import numpy as np
 
-# The seed notebook's 78 output characters (class order); CTC blank is index 78.
-SEED_WORD_CHARSET = (
-    "!\"#&'()*+,-./0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
-# The line-level seed: the same characters plus the space that separates words.
-SEED_LINE_CHARSET = " " + SEED_WORD_CHARSET
+# The seed charsets live in the runtime (one definition); re-exported here by name.
+from htr.runtime.constants import SEED_LINE_CHARSET, SEED_WORD_CHARSET  # noqa: E402
 
 Kind = Literal["words", "lines"]
 Split = Literal["train", "heldout", "all"]
