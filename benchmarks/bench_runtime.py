@@ -185,7 +185,7 @@ def main() -> None:
         keras_path = args.work / f"{args.arch}-untrained.keras"
         if not keras_path.exists():
             built = arch_models.build(args.arch)
-            built.model.save(keras_path)
+            built.inference.save(keras_path)
             built.spec.save_json(keras_path.with_suffix(".json"))
         print(f"note: {args.arch} with untrained weights: speed is real, CER is not meaningful", file=sys.stderr)
     keras_model = keras.models.load_model(keras_path, compile=False)
