@@ -234,13 +234,9 @@ def bench_word_beam(steps: int, width: int, batch: int, repeats: int, rng, lexic
 
 
 def _distance(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+    from htr.runtime.metrics import edit_distance
+
+    return edit_distance(a, b)
 
 
 def cer(hyps: list[str], refs: list[str]) -> float:
