@@ -194,3 +194,25 @@ def test_tiny_training_lowers_loss_writes_checkpoints_and_resumes(tiny_set, tmp_
     assert state["epoch"] == 3
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 4  # header + 3 epochs
+
+
+def test_init_from_copies_every_layer_that_fits_and_refuses_a_foreign_model(tmp_path):
+    from htr.train.trainer import init_from
+
+    word = models.build("tiny", "abc")
+    word.inference.save(tmp_path / "word.keras")
+    line = models.build("tiny", " abc")  # one more class: only the output layer differs
+    result = init_from(line.inference, tmp_path / "word.keras")
+    assert result["skipped"] == [models.LOGITS]
+    assert len(result["copied"]) == len([layer for layer in line.inference.layers if layer.weights]) - 1
+    x = np.random.default_rng(0).random((2, 32, 64, 1), dtype=np.float32)
+    before_head = keras.Model(line.inference.inputs, line.inference.get_layer(models.LOGITS).input)
+    donor_head = keras.Model(word.inference.inputs, word.inference.get_layer(models.LOGITS).input)
+    np.testing.assert_allclose(before_head.predict_on_batch(x), donor_head.predict_on_batch(x), atol=1e-6)
+
+    foreign_in = keras.Input((4,))
+    keras.Model(foreign_in, keras.layers.Dense(3)(foreign_in)).save(tmp_path / "foreign.keras")
+    with pytest.raises(ValueError, match="foreign.keras: none of its layers fits"):
+        init_from(line.inference, tmp_path / "foreign.keras")
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        init_from(line.inference, tmp_path / "missing.keras")

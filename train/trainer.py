@@ -61,6 +61,7 @@ class TrainConfig:
     use_multiprocessing: bool = False
     augment: bool = True
     resume: bool = False
+    init_from: str | None = None  # a trained model (.keras/.h5) whose matching layers start this one
     mixed_precision: str = "auto"  # auto | on | off
     show_samples: int = 4
     verbose: int | str = "auto"
@@ -273,6 +274,9 @@ class Trainer:
             self.training = self.built.training_model()
             self.training.compile(optimizer=self._optimizer())
         self.spec = self.built.spec
+        self.initialised: dict[str, list[str]] = {}
+        if cfg.init_from and not cfg.resume:
+            self.initialised = init_from(self.built.inference, cfg.init_from)
 
         train_src = open_source(cfg.data, charset, "train", size=cfg.train_size, seed=cfg.seed, split_file=cfg.split_file)
         if cfg.val:
@@ -331,6 +335,7 @@ class Trainer:
             "val_cer": _finite(self.state["best_cer"]),
             "val_loss": _finite(self.state["best_cer_loss"]),
             "batch_size": cfg.batch_size,
+            **({"init_from": cfg.init_from} if cfg.init_from else {}),
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "mixed_precision": self.mixed_precision,
@@ -380,6 +385,12 @@ class Trainer:
             print(f"htr-train: {self.out} already finished epoch {initial_epoch} of {cfg.epochs}; nothing to do")
             self.write_spec()
             return self.summary()
+        if self.initialised:
+            copied, skipped = self.initialised["copied"], self.initialised["skipped"]
+            print(
+                f"htr-train: started from {cfg.init_from}: {len(copied)} layers copied"
+                + (f", {len(skipped)} left as built ({', '.join(skipped)})" if skipped else "")
+            )
         if initial_epoch:
             print(f"htr-train: resuming after epoch {initial_epoch} (best val_cer {self.state['best_cer']:.4f})")
         self.throughput = Throughput(cfg.batch_size)
@@ -421,6 +432,39 @@ class Trainer:
 def train(cfg: TrainConfig) -> dict:
     """Train as configured; returns a summary (epochs, best val CER, images/s, history)."""
     return Trainer(cfg).fit()
+
+
+def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
+    """Copy the weights of a trained model into `model`, layer by layer, where they fit.
+
+    This is fine-tuning: e.g. a line model started from a word model of the same
+    architecture, where only the output layer differs (one more character, the space).
+    Layers that hold weights are paired in order (same layer type); a pair whose weight
+    shapes differ keeps its initial values and is listed as skipped. Raises if nothing
+    at all fits (the wrong model was given).
+    """
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: --init-from expects a trained model file (.keras or .h5)")
+    try:
+        donor = keras.saving.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001 - any load failure is a wrong file for the user
+        raise ValueError(f"{path}: not a Keras model that htr-train can start from ({type(err).__name__}: {err})") from None
+    ours = [layer for layer in model.layers if layer.weights]
+    theirs = [layer for layer in donor.layers if layer.weights]
+    copied, skipped = [], []
+    for index, layer in enumerate(ours):
+        other = theirs[index] if index < len(theirs) else None
+        mine = layer.get_weights()
+        given = other.get_weights() if other is not None and type(other) is type(layer) else []
+        if len(given) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, given)):
+            layer.set_weights(given)
+            copied.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    if not copied:
+        raise ValueError(f"{path}: none of its layers fits this architecture; expected a model of the same architecture")
+    return {"copied": copied, "skipped": skipped}
 
 
 def read_history(path: str | Path) -> list[dict]:
