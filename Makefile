@@ -35,9 +35,12 @@ demo: $(STAMP_RUNTIME)
 test: $(STAMP_ALL)
 	$(BIN)/python -m pytest -q
 
+# make bench [QUICK=1] [BENCH_ARGS="--keras lean=/tmp/train/word/model.keras"]: decoder and runtime
+# benchmarks; reports land in benchmarks/reports/ (full run about 25 min on 2 cores, QUICK=1 a few).
 bench: $(STAMP_ALL)
 	$(BIN)/pip install -q -r benchmarks/requirements.txt && $(BIN)/pip install -q --no-deps "pyctcdecode==0.5.0"
 	$(BIN)/python benchmarks/bench_decoders.py
+	$(BIN)/python benchmarks/bench_runtime.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
