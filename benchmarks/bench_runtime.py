@@ -267,6 +267,22 @@ def _nvidia_smi() -> list[str]:
     return [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.returncode == 0 else []
 
 
+def busy_cpus(seconds: float = 1.0) -> float | None:
+    """CPUs kept busy by other work while this process sleeps (from /proc/stat): anything
+    well above 0 makes every timing of this run suspect."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round((1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1), 2)
+
+
 def _git_commit() -> str | None:
     r = subprocess.run(["git", "-C", str(HERE), "describe", "--always", "--dirty"], capture_output=True, text=True)
     return r.stdout.strip() or None
@@ -715,7 +731,7 @@ def main(argv: list[str] | None = None) -> None:
                              "give its weights with --keras LABEL=PATH")
     args.work.mkdir(parents=True, exist_ok=True)
     device = keras_device()
-    machine = {**describe_machine(), "keras_device": device}
+    machine = {**describe_machine(), "keras_device": device, "busy_cpus_at_start": busy_cpus()}
     wanted = [b for b in backends(machine["onnxruntime_providers"], args.work)
               if not (args.no_int8 and b.precision == "int8")]
     log(f"plan {plan.name}: models {', '.join(labels)}; backends {', '.join(b.name for b in wanted)}")
@@ -745,6 +761,7 @@ def main(argv: list[str] | None = None) -> None:
             results["failures"].append(f"{label}: {type(err).__name__}: {err}")
         phases[label] = round(time.perf_counter() - t0, 1)
     results["run"]["duration_s"] = round(time.perf_counter() - _START, 1)
+    results["run"]["busy_cpus_at_end"] = busy_cpus()
     stem = args.out / f"{args.machine}-{started.date().isoformat()}-runtime"
     report.write(results, stem)
     log(f"wrote {stem}.md, .json and plots")

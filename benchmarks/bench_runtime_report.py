@@ -21,6 +21,8 @@ RAW_SHARE = 0.85
 LATENCY_SPEEDUP = 3.0
 #: An int8 model may be this much worse in CER (0.5 points) than the fp32 weights.
 INT8_CER_SLACK = 0.005
+#: CPUs busy with other work (measured while the benchmark sleeps) above which timings are suspect.
+BUSY_CPUS = 0.25
 #: Speed-vs-CER plot: one marker per precision.
 PRECISION_MARKERS = {"fp32": "o", "int8": "^", "fp16": "D"}
 #: The model the issue's model-level targets are about.
@@ -208,8 +210,14 @@ def render(results: dict, stem: Path) -> str:
         f"Every figure is the median over repeats after a warm-up; ratios are against baselines from this run. "
         f"FLOPs = {results['flop_convention']}.",
         "",
-        "## Targets (issue 6)", "",
     ]
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in run.get("phases_s", {}).items())
+    lines += [f"Time taken: {phases}." if phases else ""]
+    busy = [x for x in (results["machine"].get("busy_cpus_at_start"), run.get("busy_cpus_at_end")) if x is not None]
+    if busy and max(busy) > BUSY_CPUS:
+        lines += ["", f"**Warning:** other work kept {max(busy):.1f} CPUs busy while this run was idle (measured at its "
+                      "start and end): it competed for the cores, so these timings are not trustworthy."]
+    lines += ["", "## Targets (issue 6)", ""]
     lines += table(["target", "goal", "measured", "result", "how"],
                    [[t.name, t.goal, t.shown or "-", f"**{t.verdict}**", t.detail] for t in map(_as_target, results["targets"])])
     lines += ["", "## Models", ""]
