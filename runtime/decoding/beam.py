@@ -7,7 +7,8 @@ beam can stay (blank, or its last character repeated) or grow by one of the fram
 `top_k` most probable characters; the `beam_width` best of all these candidates,
 per sequence, survive. All of this is a handful of NumPy operations per frame on
 (batch, beam, top_k) arrays: there is no Python loop over sequences, beams or
-characters.
+characters. A scorer (language model, lexicon) scores every candidate on that grid
+but builds the state of only the beams that survive the frame.
 
 Prefixes are identified by a 64-bit polynomial hash of their characters plus their
 length, which is how a grown prefix that already exists as another beam is found
@@ -44,9 +45,14 @@ class BeamScorer(Protocol):
     def start(self, batch: int, width: int) -> State:
         """The state of the empty prefix, as (batch, width) arrays."""
 
-    def extend(self, state: State, chars: np.ndarray) -> tuple[np.ndarray, State]:
-        """Score of appending class `chars[b, j]` to beam (b, k): returns the
-        (B, K, J) added score and the (B, K, J) arrays of the grown beams' state."""
+    def score(self, state: State, chars: np.ndarray) -> np.ndarray:
+        """(B, K, J) score of appending class `chars[b, j]` to beam (b, k), for
+        (B, K) states and (B, J) classes."""
+
+    def advance(self, state: State, chars: np.ndarray) -> State:
+        """The states after appending class `chars[b, k]` to beam (b, k), for the
+        few extensions the search keeps (scoring every candidate's state would
+        waste most of the work)."""
 
     def finish(self, state: State) -> np.ndarray:
         """(B, K) score added when a beam ends the sequence (-inf: it may not)."""
@@ -170,26 +176,34 @@ def prefix_beam_search(
     src_history = np.empty((steps, batch, width), dtype=np.int32)
     emit_history = np.empty((steps, batch, width), dtype=np.int32)
 
+    # Beams are gathered by flat index (`x.reshape(-1)[i]`), several times faster
+    # than NumPy's 2-D fancy indexing `x[rows, i]` on arrays this small.
+    beam_base = rows * width
+    flat_logp = logp.reshape(-1)
+    frame_base = rows * (steps * classes)
+    frame_cands = np.ascontiguousarray(cands.transpose(1, 0, 2))  # (T, B, k)
+    frame_cand_logp = np.ascontiguousarray(cand_logp.transpose(1, 0, 2))
+
     with np.errstate(invalid="ignore", over="ignore"):
         for t in range(steps):
-            frame = logp[:, t, :]
             total = np.logaddexp(pb, pnb)
             alive = total > neg_inf
-            last_logp = np.where(last >= 0, frame[rows, np.maximum(last, 0)], neg_inf)
-            stay_pb = total + frame[:, blank, None]
+            # (-1 gathers a neighbour's value, which `last >= 0` discards.)
+            last_logp = np.where(last >= 0, flat_logp[frame_base + (t * classes) + last], neg_inf)
+            stay_pb = total + logp[:, t, blank, None]
             stay_pnb = pnb + last_logp
 
             # A beam whose parent prefix is also a beam gets the parent's paths that
             # grow by its last character this frame (they would otherwise be a
             # duplicate candidate).
             # (Dead beams carry unique sentinel hashes, so they never match.)
-            match = hashes[:, None, :] == parent_hash[:, :, None]
-            has_parent = match.any(axis=2) & alive & (length > 0)
-            parent = match.argmax(axis=2)
+            parent = (hashes[:, None, :] == parent_hash[:, :, None]).argmax(axis=2)
+            parent_at = beam_base + parent
+            has_parent = (hashes.reshape(-1)[parent_at] == parent_hash) & alive & (length > 0)
             parent_base = np.where(
-                last[rows, parent] == last,
-                pb[rows, parent],
-                total[rows, parent],
+                last.reshape(-1)[parent_at] == last,
+                pb.reshape(-1)[parent_at],
+                total.reshape(-1)[parent_at],
             )
             from_parent = np.where(has_parent, parent_base + last_logp, neg_inf)
             # When most of a beam's mass now comes from its parent, its last character
@@ -197,21 +211,20 @@ def prefix_beam_search(
             moved = from_parent > np.logaddexp(stay_pb, stay_pnb)
             stay_pnb = np.logaddexp(stay_pnb, from_parent)
 
-            chars = cands[:, t, :]
-            grow_pnb = np.where(last[:, :, None] == chars[:, None, :], pb[:, :, None], total[:, :, None])
-            grow_pnb = grow_pnb + cand_logp[:, t, None, :]
-            if has_parent.any():
-                child_b, child_k = np.nonzero(has_parent)
-                same = chars[child_b] == last[child_b, child_k][:, None]
-                found = same.any(axis=1)
-                grow_pnb[
-                    child_b[found], parent[child_b, child_k][found], same.argmax(axis=1)[found]
-                ] = neg_inf
+            chars = frame_cands[t]
+            char_logp = frame_cand_logp[t]
+            # Growing by the beam's own last character needs a blank in between, so
+            # only paths ending in blank (pb) count; every other character extends all.
+            is_last = last[:, :, None] == chars[:, None, :]
+            grow_pnb = np.where(is_last, pb[:, :, None], total[:, :, None]) + char_logp[:, None, :]
+            # The parent's candidate that would spell a beam's prefix again is dropped
+            # (its paths were added to that beam above).
+            child = np.flatnonzero(is_last & has_parent[:, :, None])  # b, k, j order
+            grow_pnb.reshape(-1)[parent_at.reshape(-1)[child // k] * k + child % k] = neg_inf
 
             stay_score = np.logaddexp(stay_pb, stay_pnb)
             if scorer is not None:
-                delta, grow_state = scorer.extend(state, chars)
-                grow_extra = extra[:, :, None] + delta
+                grow_extra = extra[:, :, None] + scorer.score(state, chars)
                 stay_score = stay_score + extra
                 grow_score = grow_pnb + grow_extra
             else:
@@ -222,34 +235,28 @@ def prefix_beam_search(
             grown = top >= width
             flat = np.where(grown, top - width, 0)
             src = np.where(grown, flat // k, top)
-            which = flat % k
-            char = chars[rows, which]
-            pb = np.where(grown, neg_inf, stay_pb[rows, src])
-            pnb = np.where(
-                grown,
-                grow_pnb.reshape(batch, -1)[rows, flat],
-                stay_pnb[rows, src],
-            )
-            old_hash = hashes[rows, src]
+            at = beam_base + src  # the source beam of each new one
+            grown_at = beam_base * k + flat  # its candidate in the (B, K, k) arrays
+            char = chars.reshape(-1)[rows * k + flat % k]
+            pb = np.where(grown, neg_inf, stay_pb.reshape(-1)[at])
+            pnb = np.where(grown, grow_pnb.reshape(-1)[grown_at], stay_pnb.reshape(-1)[at])
+            old_hash = hashes.reshape(-1)[at]
             hashes = np.where(grown, old_hash * _HASH_MULTIPLIER + (char + 1).astype(np.uint64), old_hash)
-            parent_hash = np.where(grown, old_hash, parent_hash[rows, src])
-            last = np.where(grown, char, last[rows, src])
-            length = length[rows, src] + grown
+            parent_hash = np.where(grown, old_hash, parent_hash.reshape(-1)[at])
+            last = np.where(grown, char, last.reshape(-1)[at])
+            length = length.reshape(-1)[at] + grown
             # A dead beam (picked only when fewer than `width` candidates are
             # possible) may repeat a live beam's prefix: give it a hash no prefix has.
-            dead = scores[rows, top] == neg_inf
+            dead = scores.reshape(-1)[rows * scores.shape[1] + top] == neg_inf
             if dead.any():
                 hashes = np.where(dead, _DEAD_HASH - slots, hashes)
             if scorer is not None:
-                extra = np.where(
-                    grown, grow_extra.reshape(batch, -1)[rows, flat], extra[rows, src]
-                )
-                state = tuple(
-                    np.where(grown, g.reshape(batch, -1)[rows, flat], s[rows, src])
-                    for s, g in zip(state, grow_state)
-                )
-            moved_here = ~grown & moved[rows, src]
-            src_history[t] = np.where(moved_here, parent[rows, src], src)
+                extra = np.where(grown, grow_extra.reshape(-1)[grown_at], extra.reshape(-1)[at])
+                kept = tuple(s.reshape(-1)[at] for s in state)
+                advanced = scorer.advance(kept, char)
+                state = tuple(np.where(grown, a, s) for s, a in zip(kept, advanced))
+            moved_here = ~grown & moved.reshape(-1)[at]
+            src_history[t] = np.where(moved_here, parent.reshape(-1)[at], src)
             emit_history[t] = np.where(grown, char, np.where(moved_here, last, -1))
 
     ctc = np.logaddexp(pb, pnb)
@@ -260,8 +267,9 @@ def prefix_beam_search(
     labels = np.empty((batch, width, steps), dtype=np.int32)
     slot = order
     for t in range(steps - 1, -1, -1):
-        labels[:, :, t] = emit_history[t][rows, slot]
-        slot = src_history[t][rows, slot]
+        at = beam_base + slot
+        labels[:, :, t] = emit_history[t].reshape(-1)[at]
+        slot = src_history[t].reshape(-1)[at]
     return BeamSearchResult(
         labels=labels,
         ctc=np.take_along_axis(ctc, order, 1),

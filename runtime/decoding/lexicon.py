@@ -39,6 +39,20 @@ from .ctc import forward_log_probs
 from .result import Decoded, build_results
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
+#: Tries over more distinct classes than 64 x this find children by binary search.
+_MAX_MASK_WORDS = 4
+#: Set bits per byte value, for NumPy < 2 (which has no bitwise_count).
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount_bytes(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64, a byte at a time."""
+    as_bytes = np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8).reshape(np.shape(values) + (8,))
+    return _BYTE_BITS[as_bytes].sum(axis=-1, dtype=np.int64)
+
+
+#: Set bits of each uint64 (NumPy >= 2 has it built in).
+_popcount = getattr(np, "bitwise_count", _popcount_bytes)
 
 
 class Lexicon:
@@ -109,8 +123,16 @@ class Lexicon:
 
 
 class Trie:
-    """A prefix trie stored as arrays: node 0 is the root; (node, class) -> child is
-    found by binary search in sorted `keys`."""
+    """A prefix trie stored as arrays: node 0 is the root; `keys` (node * classes +
+    class, sorted) and `values` list every (node, class) -> child edge.
+
+    `child` finds edges with a bitmask per node: bit i of a node's mask says whether
+    it has a child by the i-th class used in the trie, and since a node's edges are
+    consecutive in `keys` (sorted by class), the child is found by counting the set
+    bits below i. That is a few gathers per lookup instead of a binary search, which
+    matters because word beam search does hundreds of thousands of lookups per line.
+    Alphabets with more than `_MAX_MASK_WORDS` * 64 letters use the binary search.
+    """
 
     def __init__(self, words: list[str], freqs: np.ndarray, alphabet: Alphabet):
         self.words = words
@@ -151,6 +173,31 @@ class Trie:
                 best_freq[up], best[up] = best_freq[node], best[node]
         self.best_word = best
         self.encoded = [np.array([lookup[c] for c in word], dtype=np.int64) for word in words]
+        self._build_masks(len(word_of))
+
+    def _build_masks(self, nodes: int) -> None:
+        parents, classes = np.divmod(self.keys, self.classes)
+        used = np.unique(classes)
+        words = -(-len(used) // 64)
+        self._mask_words = words
+        if words > _MAX_MASK_WORDS:
+            return
+        letter = np.full(self.classes, -1, dtype=np.int64)
+        letter[used] = np.arange(len(used))
+        self._class_word = np.maximum(letter, 0) // 64
+        shift = (np.maximum(letter, 0) % 64).astype(np.uint64)
+        self._class_bit = np.where(letter >= 0, np.uint64(1) << shift, np.uint64(0)).astype(np.uint64)
+        self._class_below = np.where(letter >= 0, self._class_bit - np.uint64(1), np.uint64(0)).astype(np.uint64)
+        masks = np.zeros((nodes, words), dtype=np.uint64)
+        np.bitwise_or.at(masks, (parents, self._class_word[classes]), self._class_bit[classes])
+        first = np.searchsorted(parents, np.arange(nodes))  # a node's first edge in `keys`
+        base = np.empty((nodes, words), dtype=np.int64)
+        base[:, 0] = first
+        for w in range(1, words):
+            base[:, w] = base[:, w - 1] + _popcount(masks[:, w - 1])
+        self._masks = masks[:, 0].copy() if words == 1 else masks
+        self._base = (base[:, 0].copy() if words == 1 else base).astype(np.int32)
+        self._children = np.append(self.values, np.int32(-1))  # one past the end: no child
 
     @classmethod
     def build(cls, lexicon: Lexicon, alphabet: Alphabet, split_words: bool) -> "Trie":
@@ -168,11 +215,37 @@ class Trie:
         words = sorted(freqs, key=lambda w: (-freqs[w], w))
         return cls(words, np.array([freqs[w] for w in words], dtype=np.float64), alphabet)
 
+    def has_child(self, node: np.ndarray, chars: np.ndarray) -> np.ndarray:
+        """Whether each node (>= 0) has a child by each class (broadcast).
+
+        Word beam search asks this for every beam and candidate character of every
+        frame; with (B, K, 1) nodes and (B, 1, J) classes the masks are gathered
+        once per beam and once per class, and only the bit test is (B, K, J)."""
+        if self._mask_words > _MAX_MASK_WORDS:
+            return self.child(node, chars) >= 0
+        if self._mask_words == 1:
+            return (self._masks[node] & self._class_bit[chars]) != 0
+        bits = np.where(self._class_word[chars] == 0, self._class_bit[chars], np.uint64(0))
+        found = (self._masks[node, 0] & bits) != 0
+        for w in range(1, self._mask_words):
+            bits = np.where(self._class_word[chars] == w, self._class_bit[chars], np.uint64(0))
+            found |= (self._masks[node, w] & bits) != 0
+        return found
+
     def child(self, node: np.ndarray, chars: np.ndarray) -> np.ndarray:
         """Child of each node by each class (broadcast), -1 where there is none."""
-        key = node.astype(np.int64) * self.classes + chars
-        at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
-        return np.where((self.keys[at] == key) & (node >= 0), self.values[at], -1)
+        if self._mask_words > _MAX_MASK_WORDS:
+            key = node.astype(np.int64) * self.classes + chars
+            at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+            return np.where((self.keys[at] == key) & (node >= 0), self.values[at], -1)
+        if self._mask_words == 1:
+            mask, base = self._masks[node], self._base[node]
+        else:
+            word = self._class_word[chars]
+            mask, base = self._masks[node, word], self._base[node, word]
+        has = ((mask & self._class_bit[chars]) != 0) & (node >= 0)
+        at = np.where(has, base + _popcount(mask & self._class_below[chars]), -1)
+        return self._children[at]
 
 
 class WordBigram:
@@ -244,6 +317,11 @@ class LexiconScorer:
         )
         self.word_lm = word_lm
         self.weight = np.float32(weight)
+        # Without bigrams a word's score depends on its trie node only: tabulate it.
+        self._node_closing = None
+        if word_lm is not None and self.weight != 0 and word_lm.lam == 0.0:
+            every = np.arange(len(trie.word_of))
+            self._node_closing = self._closing_score(every, np.full(len(every), -1))
 
     def start(self, batch: int, width: int):
         """Words mode starts inside a word at the root; lines mode between words."""
@@ -253,33 +331,43 @@ class LexiconScorer:
     def _closing_score(self, node: np.ndarray, previous: np.ndarray) -> np.ndarray:
         if self.word_lm is None or self.weight == 0:
             return np.zeros(node.shape, dtype=np.float32)
+        if self._node_closing is not None:
+            return self._node_closing[np.maximum(node, 0)]
         word = self.trie.word_of[np.maximum(node, 0)]
         closes = (node >= 0) & (word >= 0)
         score = self.weight * self.word_lm.log_prob(previous, word)
         return np.where(closes, score, 0.0).astype(np.float32)
 
-    def extend(self, state, chars):
-        """Allowed extensions (0 or -inf), word LM on completed words, next state."""
+    def score(self, state, chars):
+        """0 for allowed extensions, -inf for the rest, plus the word LM's score
+        where an extension completes a word."""
         node, previous = state
-        node3 = node[:, :, None]
-        chars3 = chars[:, None, :]
-        is_word_char = self.word_char[chars3]
-        child = self.trie.child(np.where(node3 >= 0, node3, 0), chars3)
-        complete = (node3 >= 0) & self.trie.complete[np.maximum(node3, 0)]
+        at = np.maximum(node, 0)  # between words (lines mode), a letter starts at the root
+        spells = self.trie.has_child(at[:, :, None], chars[:, None, :])
         if self.mode == "words":
-            allowed = child >= 0
-        else:
-            allowed = np.where(is_word_char, child >= 0, (node3 < 0) | complete)
-        closes = (~is_word_char) & (node3 >= 0)
-        delta = np.where(allowed, np.float32(0.0), np.float32(-np.inf))
-        new_previous = np.broadcast_to(previous[:, :, None], child.shape)
+            return np.where(spells, np.float32(0.0), np.float32(-np.inf))
+        # Any other character is allowed between words and after a complete word,
+        # where it closes the word.
+        inside = node >= 0
+        closable = ~inside | self.trie.complete[at]
+        allowed = np.where(self.word_char[chars][:, None, :], spells, closable[:, :, None])
         if self.word_lm is not None and self.weight != 0:
-            closing = self._closing_score(node, previous)[:, :, None]
-            delta = delta + np.where(closes, closing, np.float32(0.0))
-            word = self.trie.word_of[np.maximum(node3, 0)]
-            new_previous = np.where(closes, word, new_previous)
-        new_node = np.where(is_word_char, child, -1).astype(np.int32)
-        return delta.astype(np.float32), (new_node, new_previous.astype(np.int32))
+            closing = np.where(inside, self._closing_score(node, previous), np.float32(0.0))
+            gain = np.where(self.word_char[chars][:, None, :], np.float32(0.0), closing[:, :, None])
+            return np.where(allowed, gain, np.float32(-np.inf))
+        return np.where(allowed, np.float32(0.0), np.float32(-np.inf))
+
+    def advance(self, state, chars):
+        """Trie node after each appended character (-1 between words) and the last
+        completed word."""
+        node, previous = state
+        at = np.maximum(node, 0)
+        is_word_char = self.word_char[chars]
+        new_node = np.where(is_word_char, self.trie.child(at, chars), -1).astype(np.int32)
+        if self.word_lm is not None and self.weight != 0:
+            closes = ~is_word_char & (node >= 0)
+            previous = np.where(closes, self.trie.word_of[at], previous).astype(np.int32)
+        return new_node, previous
 
     def finish(self, state):
         """A beam may end only after a complete word (or between words, lines mode)."""
@@ -446,14 +534,16 @@ class CombinedScorer:
             at += size
         return out
 
-    def extend(self, state, chars):
-        """Sum of the scorers' deltas; concatenated grown states."""
-        total, grown = 0.0, []
+    def score(self, state, chars):
+        """Sum of the scorers' scores."""
+        total = 0.0
         for scorer, part in zip(self.scorers, self._split(state)):
-            delta, new = scorer.extend(part, chars)
-            total = total + delta
-            grown.extend(new)
-        return total, tuple(grown)
+            total = total + scorer.score(part, chars)
+        return total
+
+    def advance(self, state, chars):
+        """Concatenated advanced states."""
+        return tuple(a for s, p in zip(self.scorers, self._split(state)) for a in s.advance(p, chars))
 
     def finish(self, state):
         """Sum of the scorers' finishing scores."""

@@ -182,12 +182,13 @@ class CharLMScorer:
         """Every beam starts at the start-of-line context."""
         return (np.full((batch, width), self.start_state, dtype=np.int32),)
 
-    def extend(self, state, chars):
-        """Weighted LM score of each extension and the context state it reaches."""
-        (lm_state,) = state
-        rows = lm_state[:, :, None]
-        cols = chars[:, None, :]
-        return self.weighted[rows, cols], (self.next_state[rows, cols],)
+    def score(self, state, chars):
+        """Weighted LM score of each extension."""
+        return self.weighted[state[0][:, :, None], chars[:, None, :]]
+
+    def advance(self, state, chars):
+        """The context state each extension reaches."""
+        return (self.next_state[state[0], chars],)
 
     def finish(self, state):
         """No end-of-line term."""
