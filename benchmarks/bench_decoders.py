@@ -1,6 +1,7 @@
 """Benchmark htr's NumPy CTC decoders against TensorFlow and pyctcdecode.
 
     python benchmarks/bench_decoders.py            # writes benchmarks/reports/decoders.{md,json}
+    python benchmarks/bench_decoders.py --batch 200 --repeats 3 --baseline-ref HEAD~1   # quicker, before/after
 
 Inputs are synthetic CTC outputs shaped like a trained CRNN's (see `synthetic_ctc`):
 a known text aligned over T frames with blanks and repeats, a confident peak per
@@ -8,6 +9,10 @@ frame, background noise, and some ambiguous frames where a second class competes
 Every timing is the median of several runs after a warm-up, and every ratio is
 against a baseline measured in the same run on the same arrays. Quality is the CTC
 probability (forward algorithm, float64) of each decoder's answer.
+
+With --baseline-ref, htr's own decoders are also timed as they were at that git
+revision (a throwaway copy of runtime/decoding), on the same arrays, alternating
+runs with the current ones: the before/after ratio of a change, measured in one run.
 
 Needs: tensorflow (baseline), pyctcdecode 0.5 installed with --no-deps plus pygtrie
 (baseline; it pins numpy<2 but runs on numpy 2), wordfreq (default lexicon). See
@@ -17,11 +22,16 @@ benchmarks/requirements.txt.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import io
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +112,60 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def timed_pair(first, second, repeats: int) -> tuple[float, float]:
+    """Median wall times of first() and second(), alternating runs (after a warm-up
+    of each), so that both see the same background load."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def busy_cpus(seconds: float = 1.0) -> float | None:
+    """CPUs kept busy by other work while this process sleeps (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round((1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1), 2)
+
+
+def decoding_at(ref: str):
+    """`htr.runtime.decoding` as it was at git revision `ref`, imported from a
+    throwaway copy under another module name."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref, "runtime/decoding"], capture_output=True
+    )
+    if archive.returncode != 0:
+        sys.exit(f"bench_decoders: cannot read runtime/decoding at {ref!r}: {archive.stderr.decode().strip()}")
+    folder = Path(tempfile.mkdtemp(prefix="htr-decoding-"))
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(folder, **safe)
+    package = folder / "runtime" / "decoding"
+    name = "htr_decoding_at_" + "".join(c if c.isalnum() else "_" for c in ref)
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def machine() -> dict:
     """What this ran on."""
     cpu = platform.processor()
@@ -173,14 +237,21 @@ def ctc_scores(probs: np.ndarray, texts: list[str]) -> np.ndarray:
     return forward_log_probs(logp, np.arange(len(texts)), labels, BLANK)
 
 
-def bench_beam(steps: int, width: int, batch: int, repeats: int, rng, words) -> dict:
+def bench_beam(steps: int, width: int, batch: int, repeats: int, rng, words, baseline=None) -> dict:
     """Beam search: htr vs TensorFlow vs pyctcdecode on one batch."""
     texts = random_texts(words, batch, max_chars=max(3, steps // 3), rng=rng)
     probs = synthetic_ctc(texts, steps, rng)
     row: dict = {"T": steps, "C": probs.shape[2], "beam_width": width, "batch": batch}
     ours = lambda: beam_search_decode(probs, CHARSET, BLANK, beam_width=width)  # noqa: E731
     # htr's own runs are cheap: take more of them for a steadier median.
-    row["htr_ms_per_seq"] = timed(ours, 3 * repeats) * 1000 / batch
+    if baseline is not None:
+        before = lambda: baseline.beam_search_decode(probs, CHARSET, BLANK, beam_width=width)  # noqa: E731
+        now, then = timed_pair(ours, before, 3 * repeats)
+        row["htr_ms_per_seq"] = now * 1000 / batch
+        row["baseline_ms_per_seq"] = then * 1000 / batch
+        row["baseline_same_texts"] = float(np.mean([a.text == b.text for a, b in zip(ours(), before())]))
+    else:
+        row["htr_ms_per_seq"] = timed(ours, 3 * repeats) * 1000 / batch
     row["greedy_ms_per_seq"] = timed(lambda: greedy_decode(probs, CHARSET, BLANK), 3 * repeats) * 1000 / batch
     one = probs[:1]
     row["htr_batch1_ms"] = timed(lambda: beam_search_decode(one[0], CHARSET, BLANK, beam_width=width), 50) * 1000
@@ -214,15 +285,26 @@ def bench_beam(steps: int, width: int, batch: int, repeats: int, rng, words) -> 
     return row
 
 
-def bench_word_beam(steps: int, width: int, batch: int, repeats: int, rng, lexicon, words) -> dict:
+def bench_word_beam(steps: int, width: int, batch: int, repeats: int, rng, lexicon, words, baseline=None) -> dict:
     """Word beam search (lines mode) on 128-step lines; WER vs greedy on the same."""
     texts = random_texts(words, batch, max_chars=steps // 3, rng=rng)
     probs = synthetic_ctc(texts, steps, rng, ambiguous=0.25)
     decode = make_decoder("lexicon", CHARSET, BLANK, lexicon=lexicon, mode="lines", beam_width=width)
     row: dict = {"T": steps, "beam_width": width, "batch": batch, "lexicon_words": len(lexicon)}
     decode(probs[:2])  # builds the trie once, outside the timing
-    row["ms_per_line"] = timed(lambda: decode(probs), 3 * repeats) * 1000 / batch
-    row["batch1_ms_per_line"] = timed(lambda: decode(probs[:1]), 20) * 1000
+    if baseline is not None:
+        before = baseline.make_decoder(
+            "lexicon", CHARSET, BLANK, lexicon=dict(lexicon.frequencies), mode="lines", beam_width=width
+        )
+        before(probs[:2])
+        now, then = timed_pair(lambda: decode(probs), lambda: before(probs), 3 * repeats)
+        row["ms_per_line"], row["baseline_ms_per_line"] = now * 1000 / batch, then * 1000 / batch
+        now, then = timed_pair(lambda: decode(probs[:1]), lambda: before(probs[:1]), 20)
+        row["batch1_ms_per_line"], row["baseline_batch1_ms_per_line"] = now * 1000, then * 1000
+        row["baseline_same_texts"] = float(np.mean([a.text == b.text for a, b in zip(decode(probs), before(probs))]))
+    else:
+        row["ms_per_line"] = timed(lambda: decode(probs), 3 * repeats) * 1000 / batch
+        row["batch1_ms_per_line"] = timed(lambda: decode(probs[:1]), 20) * 1000
     lexicon_texts = [r.text for r in decode(probs)]
     greedy_texts = [r.text for r in greedy_decode(probs, CHARSET, BLANK)]
     beam_texts = [r.text for r in beam_search_decode(probs, CHARSET, BLANK, beam_width=width)]
@@ -265,6 +347,15 @@ def write_report(result: dict) -> None:
         f"({3 * result['repeats']} for htr's own timings); "
         "ratios against baselines measured in the same run on the same arrays.",
         "Inputs: synthetic CRNN-like softmax (see `synthetic_ctc` in the script); C = 80 (79 characters + blank).",
+    ]
+    busy = [x for x in (m.get("busy_cpus_at_start"), result.get("busy_cpus_at_end")) if x is not None]
+    if busy:
+        lines.append(
+            f"Other work kept {max(busy):.1f} of {m['cores']} CPUs busy while the run was idle (measured at its "
+            "start and end): absolute timings are inflated and noisy; compare the ratios, which are measured "
+            "on the same arrays in the same run."
+        )
+    lines += [
         "",
         "## Beam search (no LM)",
         "",
@@ -281,6 +372,15 @@ def write_report(result: dict) -> None:
             f"| {r['htr_batch1_ms']:.2f} / {r.get('tf_batch1_ms', float('nan')):.2f} / {r.get('pyctcdecode_batch1_ms', float('nan')):.2f} "
             f"| {r['greedy_ms_per_seq']:.4f} | {100 * r['htr_cer_vs_truth']:.2f}% / {100 * r['greedy_cer_vs_truth']:.2f}% |"
         )
+    ref = result.get("baseline_ref")
+    if ref:
+        lines += ["", f"htr beam search at `{ref}` ({result.get('baseline_commit', '?')}), same arrays, alternating runs:"]
+        for r in result["beam"]:
+            lines.append(
+                f"T = {r['T']}, width {r['beam_width']}: {r['baseline_ms_per_seq']:.3f} ms/seq then, "
+                f"{r['htr_ms_per_seq']:.3f} now (x{r['baseline_ms_per_seq'] / r['htr_ms_per_seq']:.2f} faster); "
+                f"same text for {100 * r['baseline_same_texts']:.1f}% of sequences."
+            )
     w = result["word_beam"]
     lines += [
         "",
@@ -288,6 +388,17 @@ def write_report(result: dict) -> None:
         "",
         f"T = {w['T']}, width {w['beam_width']}, batch {w['batch']}, lexicon of {w['lexicon_words']} entries: "
         f"**{w['ms_per_line']:.2f} ms per line** in a batch, {w['batch1_ms_per_line']:.2f} ms for a single line.",
+    ]
+    if ref:
+        lines += [
+            "",
+            f"The same at `{ref}` ({result.get('baseline_commit', '?')}), same arrays, alternating runs: "
+            f"{w['baseline_ms_per_line']:.2f} ms per line in a batch (x{w['baseline_ms_per_line'] / w['ms_per_line']:.2f} "
+            f"slower than now), {w['baseline_batch1_ms_per_line']:.2f} ms for a single line "
+            f"(x{w['baseline_batch1_ms_per_line'] / w['batch1_ms_per_line']:.2f}); same text for "
+            f"{100 * w['baseline_same_texts']:.1f}% of lines.",
+        ]
+    lines += [
         "",
         f"WER on the synthetic lines (words from the lexicon, 25% ambiguous frames): greedy {100 * w['wer_greedy']:.1f}%, "
         f"beam {100 * w['wer_beam']:.1f}%, lexicon {100 * w['wer_lexicon']:.1f}% "
@@ -308,7 +419,12 @@ def main() -> None:
     parser.add_argument("--line-batch", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--baseline-ref", metavar="REF",
+        help="also time htr's decoders as they were at this git revision (before/after of a change)",
+    )
     args = parser.parse_args()
+    baseline = decoding_at(args.baseline_ref) if args.baseline_ref else None
     rng = np.random.default_rng(args.seed)
     try:
         from htr.runtime.decoding import default_lexicon
@@ -318,19 +434,26 @@ def main() -> None:
         sys.exit(f"bench_decoders: {err}")
     words = [w for w in sorted(lexicon.frequencies, key=lambda w: -lexicon.frequencies[w]) if w.isalpha()][:20000]
     result = {
-        "machine": machine(),
+        "machine": {**machine(), "busy_cpus_at_start": busy_cpus()},
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join(["python", "benchmarks/bench_decoders.py", *sys.argv[1:]]),
         "repeats": args.repeats,
         "beam": [],
     }
+    if args.baseline_ref:
+        commit = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", args.baseline_ref],
+            capture_output=True, text=True,
+        )
+        result["baseline_ref"], result["baseline_commit"] = args.baseline_ref, commit.stdout.strip() or None
     for steps, width in ((32, 10), (128, 25)):
         print(f"beam T={steps} width={width} ...", file=sys.stderr)
-        result["beam"].append(bench_beam(steps, width, args.batch, args.repeats, rng, words))
+        result["beam"].append(bench_beam(steps, width, args.batch, args.repeats, rng, words, baseline))
         print(json.dumps(result["beam"][-1]), file=sys.stderr)
     print("word beam search ...", file=sys.stderr)
-    result["word_beam"] = bench_word_beam(128, 25, args.line_batch, args.repeats, rng, lexicon, words)
+    result["word_beam"] = bench_word_beam(128, 25, args.line_batch, args.repeats, rng, lexicon, words, baseline)
     print(json.dumps(result["word_beam"]), file=sys.stderr)
+    result["busy_cpus_at_end"] = busy_cpus()
     write_report(result)
     print(REPORTS / "decoders.md")
 
