@@ -191,6 +191,17 @@ def fixed(runs: int) -> Repeats:
     return Repeats(0, runs, runs, 0.0)
 
 
+def timed_passes(fn: Callable[[], Any], runs: int, after_each: Callable[[], None] = lambda: None) -> tuple[list[float], Any]:
+    """Seconds of each of `runs` passes of `fn` (already warmed up), and the last pass's result."""
+    times, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        after_each()
+    return times, result
+
+
 # ---- the machine -------------------------------------------------------------------------
 #: CPU flags that decide which kernels onnxruntime and TensorFlow can use.
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -603,11 +614,7 @@ def bench_seed(subject: Subject, samples, plan: Plan) -> dict:
         process = lambda img: process_image_at(img, height, width)  # noqa: E731
     run = lambda p: seed_pipeline(p, subject.keras_model, subject.spec.charset, process)  # noqa: E731
     run(paths[:SEED_BATCH + len(paths) % SEED_BATCH])  # the batch shapes of the timed runs: no retracing there
-    times, texts = [], []
-    for _ in range(plan.e2e_repeats):
-        t0 = time.perf_counter()
-        texts = run(paths)
-        times.append(time.perf_counter() - t0)
+    times, texts = timed_passes(lambda: run(paths), plan.e2e_repeats)
     row = {"model": subject.label, "data": f"{subject.kind}s", "images": len(paths), "pipeline": "seed",
            "backend": "keras", "precision": "fp32", "decoder": "ctc_decode greedy", "input": f"{height}x{width}",
            "runs": len(times), "images_per_s": len(paths) / float(np.median(times)), **error_row(refs, texts)}
@@ -633,13 +640,9 @@ def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], s
     for decoder in decoders:
         recognizer = Recognizer(recorder, make_decoder_for(decoder, subject), batch_size=batch_size)
         list(recognizer.recognise_paths(paths[:WARMUP_IMAGES]))
-        times, results = [], []
-        recorder.recording = raw is None
-        for _ in range(plan.e2e_repeats):
-            t0 = time.perf_counter()
-            results = list(recognizer.recognise_paths(paths))
-            times.append(time.perf_counter() - t0)
-            recorder.recording = False
+        recorder.recording = raw is None  # during the first timed pass only
+        times, results = timed_passes(lambda: list(recognizer.recognise_paths(paths)), plan.e2e_repeats,
+                                      after_each=lambda: setattr(recorder, "recording", False))
         if raw is None:  # the same engine alone on the recorded batches
             batches = recorder.batches
             raw_times = measure(lambda: [engine.run(b) for b in batches], fixed(plan.e2e_repeats))
