@@ -521,24 +521,41 @@ class Backend:
     provider: str  # htr's --provider: cpu, cuda, tensorrt
     precision: str  # fp32, int8, fp16
     model: str  # key of Subject.onnx
-    provider_options: tuple = ()
 
     @property
     def on_cpu(self) -> bool:
         return self.provider == "cpu"
 
 
-def backends(available: list[str], work: Path) -> list[Backend]:
+def backends(available: list[str]) -> list[Backend]:
     out = [Backend("ort-cpu-fp32", "cpu", "fp32", "fp32"), Backend("ort-cpu-int8", "cpu", "int8", "int8")]
     if "CUDAExecutionProvider" in available:
         out += [Backend("ort-cuda-fp32", "cuda", "fp32", "fp32"), Backend("ort-cuda-fp16", "cuda", "fp16", "fp16")]
     if "TensorrtExecutionProvider" in available:
-        trt = {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(work / "trt")}
-        out.append(Backend("ort-tensorrt-fp16", "tensorrt", "fp16", "fp32", (trt, {}, {})))
+        out.append(Backend("ort-tensorrt-fp16", "tensorrt", "fp16", "fp32"))
     return out
 
 
-def open_engines(subject: Subject, wanted: list[Backend], threads: int | None) -> dict[Backend, Any]:
+#: TensorRT builds an engine per input shape unless given a range: batches up to this, any width.
+TRT_MAX_BATCH = 64
+
+
+def tensorrt_options(subject: Subject, work: Path) -> list[dict]:
+    """One optimisation profile covering every batch and width the benchmark feeds (no
+    engine rebuild per shape), fp16, engines cached under WORK/trt."""
+    import onnx
+
+    name = onnx.load(str(subject.onnx["fp32"]), load_external_data=False).graph.input[0].name
+    h, pol = subject.spec.input.height, subject.spec.preprocess
+    w_min, w_max = (subject.width, subject.width) if subject.spec.input.width else (pol.min_width, pol.max_width)
+    trt = {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(work / "trt"),
+           "trt_profile_min_shapes": f"{name}:1x{h}x{w_min}x1",
+           "trt_profile_opt_shapes": f"{name}:{SEED_BATCH}x{h}x{subject.width}x1",
+           "trt_profile_max_shapes": f"{name}:{TRT_MAX_BATCH}x{h}x{w_max}x1"}
+    return [trt, {}, {}]  # TensorRT, then its CUDA and CPU fallbacks
+
+
+def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path) -> dict[Backend, Any]:
     from htr.runtime import Engine
 
     engines = {}
@@ -546,8 +563,8 @@ def open_engines(subject: Subject, wanted: list[Backend], threads: int | None) -
         if b.model not in subject.onnx:
             continue
         try:
-            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads,
-                                provider_options=list(b.provider_options) or None)
+            options = tensorrt_options(subject, work) if b.provider == "tensorrt" else None
+            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads, provider_options=options)
         except Exception as err:  # one backend failing must not stop the others
             subject.notes.append(f"{b.name}: cannot open ({str(err).splitlines()[0][:200]})")
     return engines
@@ -706,7 +723,7 @@ def bench_subject(label: str, keras_path: Path, trained: bool, args, plan: Plan,
                   wanted: list[Backend], peak_gflops: float, keras_on_cpu: bool, results: dict) -> None:
     """Export one model, time it alone, then end to end; rows go into `results`."""
     subject = prepare(label, keras_path, trained, data, args.work, any(b.model == "fp16" for b in wanted))
-    engines = open_engines(subject, wanted, args.threads)
+    engines = open_engines(subject, wanted, args.threads, args.work)
     results["model_only"] += bench_model_only(subject, engines, plan, peak_gflops, keras_on_cpu)
     samples = data.evaluation(subject.kind)
     seed = bench_seed(subject, samples, plan)
@@ -735,7 +752,7 @@ def main(argv: list[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     device = keras_device()
     machine = {**describe_machine(), "keras_device": device, "busy_cpus_at_start": busy_cpus()}
-    wanted = [b for b in backends(machine["onnxruntime_providers"], args.work)
+    wanted = [b for b in backends(machine["onnxruntime_providers"])
               if not (args.no_int8 and b.precision == "int8")]
     log(f"plan {plan.name}: models {', '.join(labels)}; backends {', '.join(b.name for b in wanted)}")
     command = " ".join(sys.argv[1:] if argv is None else argv)
