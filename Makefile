@@ -24,13 +24,15 @@ $(STAMP_ALL): pyproject.toml | $(BIN)/python
 install: $(STAMP_RUNTIME)
 install-all: $(STAMP_ALL)
 
-# MODEL: a bundled name or an .onnx file; default: the bundled word model (issue 7, pending).
-MODEL ?=
-MODEL_ARG = $(if $(MODEL),--model $(MODEL),)
+# WORD_MODEL / LINE_MODEL: a bundled name or an .onnx file (default: the bundled models).
+WORD_MODEL ?= word
+LINE_MODEL ?= line
 demo: $(STAMP_RUNTIME)
-	$(BIN)/htr-run samples/ --recursive --format tsv $(MODEL_ARG)
-	$(BIN)/htr-eval samples/words $(MODEL_ARG)
-	$(BIN)/htr-eval samples/digits $(MODEL_ARG)
+	$(BIN)/htr-run samples/words samples/digits --recursive --format tsv --model $(WORD_MODEL)
+	$(BIN)/htr-run samples/lines --recursive --format tsv --model $(LINE_MODEL)
+	$(BIN)/htr-eval samples/words --model $(WORD_MODEL)
+	$(BIN)/htr-eval samples/digits --model $(WORD_MODEL)
+	$(BIN)/htr-eval samples/lines --model $(LINE_MODEL)
 
 test: $(STAMP_ALL)
 	$(BIN)/python -m pytest -q

@@ -82,7 +82,7 @@ def random_probes(spec: ModelSpec, n: int = 4, seed: int = 0, widths: Iterable[i
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
-    found, problems = list_images([str(p) for p in paths])
+    found, problems = list_images([str(p) for p in paths], recursive=True)  # htr-synth nests images/0000/
     if problems:
         path, message = problems[0]
         raise ExportError(path, message)

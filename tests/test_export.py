@@ -299,3 +299,14 @@ def test_fp16_and_int8_variants(legacy_h5, images, tmp_path):
         engine = Engine(v.path)  # metadata survives quantization
         assert engine.spec.charset == spec.charset
         assert engine.spec.source["quantization"] in ("fp16", "int8-qdq-static")
+
+
+def test_calibration_and_check_folders_are_searched_recursively(tmp_path):
+    nested = tmp_path / "set" / "images" / "0000"  # the layout htr-synth writes
+    nested.mkdir(parents=True)
+    cv2.imwrite(str(nested / "0000000.png"), np.full((20, 40), 255, np.uint8))
+    (tmp_path / "set" / "labels.tsv").write_text("images/0000/0000000.png\tx\n")
+    assert verify.image_files([tmp_path / "set"]) == [nested / "0000000.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="empty: folder has no png"):
+        verify.image_files([tmp_path / "empty"])
