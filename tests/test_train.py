@@ -216,3 +216,15 @@ def test_init_from_copies_every_layer_that_fits_and_refuses_a_foreign_model(tmp_
         init_from(line.inference, tmp_path / "foreign.keras")
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         init_from(line.inference, tmp_path / "missing.keras")
+
+
+def test_digit_fraction_reaches_the_synthetic_training_data():
+    from htr.train.data import open_source
+    from htr.train.synth import MNIST_HAND
+
+    def hands(fraction):
+        source = open_source("synth:words", models.SEED_WORD_CHARSET, "train", size=12, seed=3, digit_fraction=fraction)
+        return [source.generator.sample(i).hand for i in range(len(source))]
+
+    assert hands(1.0) == [MNIST_HAND] * 12
+    assert MNIST_HAND not in hands(0.0)

@@ -34,6 +34,7 @@ def main(
     processes: bool = typer.Option(False, "--processes/--threads", help="load data in processes instead of threads"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="augment real images"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.weights.h5 after its saved epoch"),
+    digit_fraction: float = typer.Option(0.1, "--digit-fraction", min=0.0, max=1.0, help="synthetic training data: share of real MNIST digit strings (validation keeps 0.1)"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="start from a trained model's matching layers (fine-tuning, e.g. a line model from a word model)"),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (GPU only) | on | off"),
     verbose: str = typer.Option("auto", "--verbose", help="auto | 0 | 1 (progress bar) | 2 (one line per epoch)"),
@@ -49,7 +50,8 @@ def main(
         schedule=schedule, steps_per_epoch=steps_per_epoch, train_size=train_size, val_size=val_size,
         val_batches=val_batches, charset=charset, split_file=str(split_file) if split_file else None,
         patience=patience, seed=seed, workers=workers, use_multiprocessing=processes, augment=augment,
-        resume=resume, init_from=str(init_from) if init_from else None, mixed_precision=mixed_precision,
+        resume=resume, init_from=str(init_from) if init_from else None,
+        digit_fraction=digit_fraction, mixed_precision=mixed_precision,
         verbose=verbose if verbose == "auto" else int(verbose), command=["htr-train", *sys.argv[1:]],
     )
     if schedule not in ("cosine", "plateau", "constant"):

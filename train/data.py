@@ -106,10 +106,15 @@ class LabelledSource:
 class SynthSource:
     """Samples `offset .. offset+size-1` of a `SynthGenerator` (made on the fly, deterministic)."""
 
-    def __init__(self, kind: str, charset: Sequence[str], split: str, size: int, seed: int = 0, offset: int = 0):
+    def __init__(
+        self, kind: str, charset: Sequence[str], split: str, size: int, seed: int = 0, offset: int = 0,
+        digit_fraction: float = 0.1,
+    ):
         from htr.train.synth import SynthGenerator
 
-        self.generator = SynthGenerator(kind=kind, charset="".join(charset), split=split, seed=seed)
+        self.generator = SynthGenerator(
+            kind=kind, charset="".join(charset), split=split, seed=seed, digit_fraction=digit_fraction
+        )
         self.size, self.offset, self.kind = int(size), int(offset), kind
         self.skipped: dict[str, int] = {}
         self.name = f"synth:{kind} ({split} hands, {size} samples, seed {seed})"
@@ -132,12 +137,14 @@ def open_source(
     size: int | None = None,
     seed: int = 0,
     split_file: str | Path | None = None,
+    digit_fraction: float = 0.1,
 ) -> Source:
     """`data` is `synth:words`, `synth:lines` or a labelled folder; `role` is train or val.
 
     Synthetic validation uses the held-out hands; labelled validation uses the notebook
     split (every 10th record) or `split_file`. For an explicit `--val` folder pass
-    role="all".
+    role="all". `digit_fraction`: the share of synthetic training samples that are real
+    MNIST digit strings.
     """
     if data.startswith("synth:"):
         kind = data.split(":", 1)[1] or "words"
@@ -145,7 +152,10 @@ def open_source(
             raise DatasetError(data, "synthetic data is synth:words or synth:lines")
         default = 20_000 if role == "train" else 1_000
         split = "heldout" if role == "val" else "train"
-        return SynthSource(kind, charset, split, size or default, seed=seed + (7919 if role == "val" else 0))
+        return SynthSource(
+            kind, charset, split, size or default, seed=seed + (7919 if role == "val" else 0),
+            digit_fraction=digit_fraction,
+        )
     split = {"train": "train", "val": "val"}.get(role, "all")
     return LabelledSource(data, split=split, split_file=split_file, limit=size)
 

@@ -61,6 +61,7 @@ class TrainConfig:
     use_multiprocessing: bool = False
     augment: bool = True
     resume: bool = False
+    digit_fraction: float = 0.1  # synthetic training data: share of real MNIST digit strings
     init_from: str | None = None  # a trained model (.keras/.h5) whose matching layers start this one
     mixed_precision: str = "auto"  # auto | on | off
     show_samples: int = 4
@@ -278,7 +279,10 @@ class Trainer:
         if cfg.init_from and not cfg.resume:
             self.initialised = init_from(self.built.inference, cfg.init_from)
 
-        train_src = open_source(cfg.data, charset, "train", size=cfg.train_size, seed=cfg.seed, split_file=cfg.split_file)
+        train_src = open_source(
+            cfg.data, charset, "train", size=cfg.train_size, seed=cfg.seed, split_file=cfg.split_file,
+            digit_fraction=cfg.digit_fraction,
+        )
         if cfg.val:
             val_src = open_source(cfg.val, charset, "val" if cfg.val.startswith("synth:") else "all", size=cfg.val_size, seed=cfg.seed)
         else:
@@ -336,6 +340,7 @@ class Trainer:
             "val_loss": _finite(self.state["best_cer_loss"]),
             "batch_size": cfg.batch_size,
             **({"init_from": cfg.init_from} if cfg.init_from else {}),
+            **({"digit_fraction": cfg.digit_fraction} if cfg.data.startswith("synth:") else {}),
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "mixed_precision": self.mixed_precision,
