@@ -192,6 +192,7 @@ def test_tiny_training_lowers_loss_writes_checkpoints_and_resumes(tiny_set, tmp_
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 3
+    assert ModelSpec.from_json(out / "model.json").source["commands"] == ["htr-train test"] * 2
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 4  # header + 3 epochs
 

@@ -296,7 +296,7 @@ class Trainer:
         self.val_data = CTCDataset(val_src, self.spec, cfg.batch_size, shuffle=False, seed=cfg.seed, workers=1)
         self.state = {
             "epoch": 0, "best_cer": math.inf, "best_cer_loss": math.inf, "best_loss": math.inf,
-            "best_epoch": 0, "history": [],
+            "best_epoch": 0, "history": [], "commands": [],
         }
 
     def _optimizer(self):
@@ -329,6 +329,7 @@ class Trainer:
         facts = {
             "architecture": cfg.arch,
             "command": " ".join(cfg.command),
+            **({"commands": list(self.state["commands"])} if len(self.state["commands"]) > 1 else {}),
             "data": cfg.data,
             "val_data": cfg.val or f"{cfg.data} (validation split)",
             "train_samples": len(self.train_data.indices),
@@ -380,6 +381,8 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         initial_epoch = self.load_state() if cfg.resume else 0
+        # Every run that led to this model, in order (a resumed run may change the schedule).
+        self.state["commands"] = [*self.state.get("commands", []), " ".join(cfg.command)]
         print(
             f"htr-train: {cfg.arch} ({self.built.inference.count_params():,} params) on {self.train_data.source.name}: "
             f"{len(self.train_data.indices)} samples, validation {self.val_data.source.name}: "
