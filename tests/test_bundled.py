@@ -1,0 +1,67 @@
+"""The models shipped in the package: present, self-describing, and reading the samples.
+
+The CER bounds are regression guards a little above what the committed models measured
+on `samples/` (README, "Bundled models"); a retrained model that reads worse fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from htr.runtime.cli import eval_app, run_app
+from htr.runtime.engine import Engine
+from htr.runtime.models import bundled_models, resolve_model
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+#: model name, samples folder, highest CER accepted (fraction)
+READS = [("word", "words", 0.12), ("word", "digits", 0.18), ("line", "lines", 0.15)]
+
+
+def _runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps stderr apart already
+        return CliRunner()
+
+
+def test_word_and_line_models_are_bundled_small_and_describe_their_training():
+    bundled = bundled_models()
+    assert {"word", "line"} <= set(bundled)
+    assert resolve_model(None) == bundled["word"]
+    for name in ("word", "line"):
+        path = bundled[name]
+        assert path.stat().st_size < 8 * 2**20, f"{path} should be a few MB"
+        spec = Engine(path).spec
+        source = spec.source
+        assert source["command"].startswith("htr-train ")
+        assert source["data"] == ("synth:words" if name == "word" else "synth:lines")
+        assert source["epochs"] >= 1 and 0.0 <= source["val_cer"] < 1.0
+        assert (" " in spec.charset) == (name == "line")
+
+
+@pytest.mark.parametrize("model, folder, max_cer", READS)
+def test_bundled_models_read_the_held_out_samples(model, folder, max_cer, tmp_path):
+    report = tmp_path / "report.json"
+    args = [str(SAMPLES / folder), "--report", str(report), "--worst", "0"]
+    if model != "word":  # the word model is the default: no --model at all
+        args += ["--model", model]
+    result = _runner().invoke(eval_app, args)
+    assert result.exit_code == 0, result.stderr
+    cer = json.loads(report.read_text())["cer"]
+    assert cer <= max_cer, f"{model} on samples/{folder}: CER {cer:.3f} > {max_cer}"
+
+
+def test_run_without_model_uses_the_word_model():
+    folder = SAMPLES / "digits"
+    labels = dict(line.split("\t", 1) for line in (folder / "labels.tsv").read_text().splitlines() if line)
+    result = _runner().invoke(run_app, [str(folder), "--recursive"])
+    assert result.exit_code == 0, result.stderr
+    got = dict(line.split("\t", 1) for line in result.stdout.strip().splitlines())
+    assert len(got) == len(labels) == 10
+    right = sum(got[str(folder / name)] == text for name, text in labels.items())
+    assert right >= 5, f"only {right} of 10 digit strings read exactly"
