@@ -229,3 +229,17 @@ def test_digit_fraction_reaches_the_synthetic_training_data():
 
     assert hands(1.0) == [MNIST_HAND] * 12
     assert MNIST_HAND not in hands(0.0)
+
+
+def test_the_bundled_models_keras_checkpoints_start_a_lean_run():
+    from pathlib import Path
+
+    from htr.train.trainer import init_from
+
+    root = Path(__file__).resolve().parents[1] / "train" / "checkpoints"
+    for name, charset in (("word", None), ("line", " " + models.SEED_WORD_CHARSET)):
+        built = models.build("lean", charset)
+        result = init_from(built.inference, root / f"{name}.keras")
+        assert result["skipped"] == [], (name, result["skipped"])
+        spec = ModelSpec.from_json(root / f"{name}.json")
+        assert spec.charset == built.spec.charset and spec.source["architecture"] == "lean"
