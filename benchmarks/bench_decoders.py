@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_facts import busy_cpus, cpu_model
 
 from htr.runtime.decoding import (
     beam_search_decode,
@@ -126,22 +127,6 @@ def timed_pair(first, second, repeats: int) -> tuple[float, float]:
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def busy_cpus(seconds: float = 1.0) -> float | None:
-    """CPUs kept busy by other work while this process sleeps (from /proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round((1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1), 2)
-
-
 def decoding_at(ref: str):
     """`htr.runtime.decoding` as it was at git revision `ref`, imported from a
     throwaway copy under another module name."""
@@ -168,14 +153,7 @@ def decoding_at(ref: str):
 
 def machine() -> dict:
     """What this ran on."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),

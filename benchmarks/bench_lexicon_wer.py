@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from machine_facts import cpu_model
 
 from htr.runtime.decoding import Decoded, Lexicon, make_decoder
 from htr.runtime.decoding.constants import DEFAULT_WORD_LM_WEIGHT
@@ -133,14 +134,7 @@ def build_lexicon(texts: list[str], source: str) -> tuple[Lexicon, LexiconInfo]:
 
 def machine() -> dict:
     """What this ran on, and how busy it was with other work."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "platform": platform.platform()}
     try:

@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_runtime_report as report  # noqa: E402
+from machine_facts import busy_cpus  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPORTS = HERE / "reports"
@@ -276,22 +277,6 @@ def _nvidia_smi() -> list[str]:
     r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                        capture_output=True, text=True)
     return [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.returncode == 0 else []
-
-
-def busy_cpus(seconds: float = 1.0) -> float | None:
-    """CPUs kept busy by other work while this process sleeps (from /proc/stat): anything
-    well above 0 makes every timing of this run suspect."""
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round((1 - (idle1 - idle0) / max(1, total1 - total0)) * (os.cpu_count() or 1), 2)
 
 
 def _git_commit() -> str | None:
