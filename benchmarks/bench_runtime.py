@@ -7,10 +7,12 @@
 For each model (default: seed-word, seed-line and lean; untrained unless `--keras
 LABEL=PATH` gives trained weights, any file htr-export reads):
 
-1. Export with `htr-export` (fp32, static int8 QDQ calibrated on real word or line
-   images rendered in training hands, fp16 when a CUDA provider is present).
-2. Model only, batch sizes 1..64: Keras `predict_on_batch` vs onnxruntime fp32 vs int8
-   (vs CUDA fp32/fp16 and TensorRT fp16 when onnxruntime offers them): images/s, p50/p95
+1. Export with `htr-export` (fp32; int8: static QDQ convolutions calibrated on real word
+   or line images rendered in training hands + int8 LSTM weights; lstm8: float32 with
+   int8 LSTM weights; fp16 when a CUDA provider is present).
+2. Model only, batch sizes 1..64: Keras `predict_on_batch` vs onnxruntime fp32, int8 and
+   lstm8 (vs CUDA fp32/fp16 and TensorRT fp16 when onnxruntime offers them), onnxruntime
+   with its default busy-waiting threads: images/s, p50/p95
    latency, and the share of the machine's FP32 peak (the best rate of large onnxruntime
    MatMuls measured in the same run, with the same thread settings as the models).
 3. End to end on images written to disk in held-out hands (1,000 words for word models,
@@ -19,7 +21,7 @@ LABEL=PATH` gives trained weights, any file htr-export reads):
    last) vs htr's `Recognizer` (what `htr-run` runs) for each precision and decoder:
    images/s, CER/WER on the same images, ratio to the seed pipeline, and the share of
    the raw model throughput (the same engine timed alone on exactly the batches the
-   Recognizer built).
+   Recognizer built). These engines do not busy-wait, as in htr-run (see `Engine`).
 
 FLOPs are counted as 2 x multiply-accumulates everywhere: `htr.train.models.count_flops`
 returns 2 x MACs per image, and a MatMul (M x K) @ (K x N) is 2MKN.
@@ -436,23 +438,23 @@ def untrained_keras(arch: str, work: Path) -> Path:
 
 
 def export(subject: Subject, out: Path, calibrate: Callable[[str], Path], fp16: bool) -> None:
-    """htr-export to fp32 and int8 (and fp16), once per weights file and calibration set;
-    failures become notes."""
+    """htr-export to fp32, int8 and lstm8 (and fp16), once per weights file and calibration
+    set; failures become notes."""
     from htr.export.convert import sha256
 
     calibration = calibrate("line" if _charset_has_space(subject.keras_path) else "word")
-    folder = out / f"{subject.label}-{sha256(subject.keras_path)[:12]}-{calibration.name}{'-fp16' if fp16 else ''}"
+    folder = out / f"{subject.label}-{sha256(subject.keras_path)[:12]}-{calibration.name}-v2{'-fp16' if fp16 else ''}"
     folder.mkdir(parents=True, exist_ok=True)
     fp32, log_file = folder / "model.onnx", folder / "export.log"
-    wanted = {"fp32": fp32, "int8": fp32.with_suffix(".int8.onnx")}
+    wanted = {"fp32": fp32, "int8": fp32.with_suffix(".int8.onnx"), "lstm8": fp32.with_suffix(".lstm8.onnx")}
     if fp16:
         wanted["fp16"] = fp32.with_suffix(".fp16.onnx")
     if not (log_file.exists() and fp32.exists()):  # exported (or tried) before: reuse
         # htr-synth writes images/0000/..., and --calibrate takes folders without recursing
         folders = sorted(p for p in (calibration / "images").iterdir() if p.is_dir())
-        cmd = [str(BIN / "htr-export"), str(subject.keras_path), "-o", str(fp32), "--int8", "--calibrate",
+        cmd = [str(BIN / "htr-export"), str(subject.keras_path), "-o", str(fp32), "--int8", "--lstm8", "--calibrate",
                *map(str, folders)] + (["--fp16"] if fp16 else [])
-        log(f"{subject.label}: htr-export {subject.keras_path.name} (fp32, int8{', fp16' if fp16 else ''})")
+        log(f"{subject.label}: htr-export {subject.keras_path.name} (fp32, int8, lstm8{', fp16' if fp16 else ''})")
         r = subprocess.run(cmd, capture_output=True, text=True)
         lines = [l for l in (r.stdout + r.stderr).splitlines() if "htr-export" in l or l.startswith(("wrote", "  "))]
         log_file.write_text(f"exit {r.returncode}: {' '.join(cmd)}\n" + "\n".join(lines) + "\n")
@@ -461,7 +463,7 @@ def export(subject: Subject, out: Path, calibrate: Callable[[str], Path], fp16: 
         raise RuntimeError(f"htr-export failed for {subject.keras_path}: {text.strip().splitlines()[-1]}")
     subject.onnx = {k: p for k, p in wanted.items() if p.exists()}
     for line in text.splitlines():
-        if line.startswith(("  parity", "  int8", "  fp16", "htr-export")):
+        if line.startswith(("  parity", "  int8", "  lstm8", "  fp16", "htr-export")):
             subject.notes.append(" ".join(line.split()))
     for k in wanted:
         if k not in subject.onnx:
@@ -513,7 +515,8 @@ class Backend:
 
 
 def backends(available: list[str]) -> list[Backend]:
-    out = [Backend("ort-cpu-fp32", "cpu", "fp32", "fp32"), Backend("ort-cpu-int8", "cpu", "int8", "int8")]
+    out = [Backend("ort-cpu-fp32", "cpu", "fp32", "fp32"), Backend("ort-cpu-int8", "cpu", "int8", "int8"),
+           Backend("ort-cpu-lstm8", "cpu", "lstm8", "lstm8")]
     if "CUDAExecutionProvider" in available:
         out += [Backend("ort-cuda-fp32", "cuda", "fp32", "fp32"), Backend("ort-cuda-fp16", "cuda", "fp16", "fp16")]
     if "TensorrtExecutionProvider" in available:
@@ -540,7 +543,10 @@ def tensorrt_options(subject: Subject, work: Path) -> list[dict]:
     return [trt, {}, {}]  # TensorRT, then its CUDA and CPU fallbacks
 
 
-def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path) -> dict[Backend, Any]:
+def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path,
+                 spin: bool) -> dict[Backend, Any]:
+    """spin: onnxruntime's busy-waiting threads (its default; best alone, used for the
+    model-only rows) or not (what htr-run and htr-eval use: image loaders share the cores)."""
     from htr.runtime import Engine
 
     engines = {}
@@ -549,7 +555,8 @@ def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, w
             continue
         try:
             options = tensorrt_options(subject, work) if b.provider == "tensorrt" else None
-            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads, provider_options=options)
+            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads,
+                                provider_options=options, spin=spin)
         except Exception as err:  # one backend failing must not stop the others
             subject.notes.append(f"{b.name}: cannot open ({str(err).splitlines()[0][:200]})")
     return engines
@@ -708,8 +715,9 @@ def bench_subject(label: str, keras_path: Path, trained: bool, args, plan: Plan,
                   wanted: list[Backend], peak_gflops: float, keras_on_cpu: bool, results: dict) -> None:
     """Export one model, time it alone, then end to end; rows go into `results`."""
     subject = prepare(label, keras_path, trained, data, args.work, any(b.model == "fp16" for b in wanted))
-    engines = open_engines(subject, wanted, args.threads, args.work)
+    engines = open_engines(subject, wanted, args.threads, args.work, spin=True)
     results["model_only"] += bench_model_only(subject, engines, plan, peak_gflops, keras_on_cpu)
+    engines = open_engines(subject, wanted, args.threads, args.work, spin=False)
     samples = data.evaluation(subject.kind)
     seed = bench_seed(subject, samples, plan)
     rows = [seed]

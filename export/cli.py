@@ -39,7 +39,8 @@ def main(
     opset: int = typer.Option(13, "--opset", help="ONNX opset"),
     dynamic_width: bool = typer.Option(False, "--dynamic-width", help="export with a dynamic input width (if the graph allows)"),
     fp16: bool = typer.Option(False, "--fp16", help="also write OUT.fp16.onnx (for GPUs)"),
-    int8: bool = typer.Option(False, "--int8", help="also write OUT.int8.onnx (static QDQ, needs --calibrate)"),
+    int8: bool = typer.Option(False, "--int8", help="also write OUT.int8.onnx (static QDQ convolutions + int8 LSTM weights, needs --calibrate)"),
+    lstm8: bool = typer.Option(False, "--lstm8", help="also write OUT.lstm8.onnx (float32 with int8 LSTM weights, for CPUs; no calibration)"),
     calibrate: Optional[List[Path]] = typer.Option(None, "--calibrate", help="folder of real images for int8 calibration"),
     check: Optional[List[Path]] = typer.Option(None, "--check", help="images or folders to verify parity on, besides random probes"),
     output_layer: Optional[str] = typer.Option(None, "--output-layer", help="layer whose output to export (default: last 3-D softmax)"),
@@ -57,8 +58,8 @@ def main(
 
     out = output or model.with_suffix(".onnx")
     try:
-        code = _export(model, out, charset, opset, dynamic_width, fp16, int8, calibrate, check, output_layer,
-                       tolerance, width)
+        code = _export(model, out, charset, opset, dynamic_width, fp16, int8, lstm8, calibrate, check,
+                       output_layer, tolerance, width)
     except VerifyError as err:
         _err(str(err))
         raise typer.Exit(1)
@@ -68,7 +69,8 @@ def main(
     raise typer.Exit(code)
 
 
-def _export(model, out, charset, opset, dynamic_width, fp16, int8, calibrate, check, output_layer, tolerance, width) -> int:
+def _export(model, out, charset, opset, dynamic_width, fp16, int8, lstm8, calibrate, check, output_layer, tolerance,
+            width) -> int:
     from . import convert, keras_model, quantize, verify
 
     warn = lambda m: _err(f"warning: {m}")  # noqa: E731
@@ -81,13 +83,16 @@ def _export(model, out, charset, opset, dynamic_width, fp16, int8, calibrate, ch
     for r in results:
         typer.echo(f"  parity     {r.line()}")
     check_batches: list = []
-    if check and (fp16 or int8):
+    if check and (fp16 or int8 or lstm8):
         check_batches, _ = verify.image_pixels(spec, verify.image_files([str(c) for c in check]))
     if fp16:
         v = quantize.to_fp16(path, path.with_suffix(".fp16.onnx"), spec, check_batches)
         typer.echo(f"  {v.line()}")
     if int8:
         v = quantize.to_int8(path, path.with_suffix(".int8.onnx"), spec, [str(c) for c in calibrate], check_batches)
+        typer.echo(f"  {v.line()}")
+    if lstm8:
+        v = quantize.to_lstm8(path, path.with_suffix(".lstm8.onnx"), spec, check_batches)
         typer.echo(f"  {v.line()}")
     return 0
 

@@ -37,6 +37,10 @@ class Engine:
         is created: if onnxruntime fell back to the CPU, `ProviderError` is raised rather
         than running slowly without saying so.
     threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+    spin: let onnxruntime's idle intra-op threads busy-wait for work (its own default).
+        Off here: spinning threads take the cores from htr's image loaders, which cost
+        `htr-run` about a quarter of its throughput on a 2-core CPU
+        (benchmarks/bench_runtime.py measures both).
     session_options / provider_options: passed straight to onnxruntime.
     """
 
@@ -47,6 +51,7 @@ class Engine:
         threads: int | None = None,
         session_options: Any = None,
         provider_options: Sequence[dict] | None = None,
+        spin: bool = False,
     ):
         ort = _import_onnxruntime()
         self.path = Path(model_path)
@@ -66,6 +71,7 @@ class Engine:
         options = session_options or ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if not os.environ.get("HTR_ORT_VERBOSE"):
             options.log_severity_level = 3  # errors only; onnxruntime warns a lot by default
         try:

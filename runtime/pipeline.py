@@ -70,7 +70,7 @@ class Recognizer:
 
     def recognise_arrays(self, images: Sequence[np.ndarray]) -> list[Decoded]:
         """Recognise already-loaded 2-D uint8 grey images, in order."""
-        return self._run_window([self.preprocessor(im) for im in images])
+        return self._run_window([self.preprocessor.fit(im) for im in images])
 
     def recognise_paths(self, paths: Iterable[Path]) -> Iterator[Recognition]:
         """Yield one `Recognition` per path, in the given order, as windows complete.
@@ -82,6 +82,9 @@ class Recognizer:
             pending: deque[tuple[Path, Future]] = deque()
             path_iter = iter(paths)
             exhausted = False
+            # The first window is one batch, so the model starts as soon as it is loaded;
+            # windows then double up to the full width-grouping window.
+            window = min(self.batch_size, self.window)
             while True:
                 # Keep two windows of images loading ahead of the model.
                 while not exhausted and len(pending) < 2 * self.window:
@@ -92,11 +95,12 @@ class Recognizer:
                     pending.append((path, pool.submit(self._load, path)))
                 if not pending:
                     return
-                chunk = [pending.popleft() for _ in range(min(self.window, len(pending)))]
+                chunk = [pending.popleft() for _ in range(min(window, len(pending)))]
+                window = min(2 * window, self.window)
                 yield from self._recognise_chunk(chunk)
 
     def _load(self, path: Path) -> np.ndarray:
-        return self.preprocessor(load_image(path))
+        return self.preprocessor.fit(load_image(path))
 
     def _recognise_chunk(self, chunk: list[tuple[Path, Future]]) -> list[Recognition]:
         loaded: list[tuple[int, np.ndarray]] = []
@@ -127,9 +131,10 @@ class Recognizer:
         out: list[Decoded | None] = [None] * len(images)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.preprocessor.batch([images[i] for i in idx])
+            batch = self.preprocessor.stack([images[i] for i in idx])
             probs = self.engine.run(batch.pixels)
             lengths = batch.steps(self.engine.spec.time_steps, probs.shape[1])
             for i, result in zip(idx, self.decoder(probs, lengths)):
                 out[i] = result
         return out  # type: ignore[return-value]
+

@@ -56,8 +56,13 @@ class Preprocessor:
         """One image -> float32 (H, W) normalised; W is the input width or, if dynamic, the image's."""
         return self.normalise(self.resize(grey))
 
-    def resize(self, grey: np.ndarray) -> np.ndarray:
-        """Resize to the model height and apply the width policy; float32 pixel values 0..255."""
+    def fit(self, grey: np.ndarray) -> np.ndarray:
+        """Resize to the model height and apply the width policy, keeping raw pixel values.
+
+        The result is uint8 (float32 only where the "pad" policy squashed a wide image, as
+        the seed does) and is not yet padded to `target_width`; `stack` pads and
+        normalises whole batches at once, which is what `htr-run` does per image.
+        """
         if grey.ndim != 2 or grey.dtype != np.uint8:
             raise ValueError(f"expected a 2-D uint8 grey image, got {grey.dtype} with shape {grey.shape}")
         height = self.input.height
@@ -66,20 +71,30 @@ class Preprocessor:
         pol = self.policy
         if pol.resize == "dynamic":
             new_w = min(max(new_w, pol.min_width), pol.max_width)
-        image = cv2.resize(grey, (new_w, height), interpolation=self._interp).astype(np.float32)
-        target = self.input.width if pol.resize == "pad" else _round_up(new_w, pol.width_multiple)
-        if new_w < target:
-            pad = np.full((height, target - new_w), pol.pad_value, dtype=np.float32)
+        image = cv2.resize(grey, (new_w, height), interpolation=self._interp)
+        target = self.target_width(new_w)
+        if new_w > target:
+            image = cv2.resize(image.astype(np.float32), (target, height), interpolation=self._interp)
+        return image
+
+    def target_width(self, width: int) -> int:
+        """The model input width for a fitted image `width` pixels wide (before batch padding)."""
+        if self.policy.resize == "pad":
+            return self.input.width
+        return _round_up(width, self.policy.width_multiple)
+
+    def resize(self, grey: np.ndarray) -> np.ndarray:
+        """Resize to the model height and apply the width policy; float32 pixel values 0..255."""
+        image = self.fit(grey).astype(np.float32)
+        target = self.target_width(image.shape[1])
+        if image.shape[1] < target:
+            pad = np.full((self.input.height, target - image.shape[1]), self.policy.pad_value, dtype=np.float32)
             image = np.concatenate((image, pad), axis=1)
-        elif new_w > target:
-            image = cv2.resize(image, (target, height), interpolation=self._interp)
         return image
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
         """float32 pixel values 0..255 -> model values (invert, then scale)."""
-        if self.policy.invert:
-            image = np.float32(255.0) - image
-        return self._scale(image)
+        return self._normalise_in_place(np.array(image, dtype=np.float32))
 
     def batch(self, images: list[np.ndarray]) -> Batch:
         """Stack preprocessed (H, W) images, padding on the right to the widest one."""
@@ -91,12 +106,29 @@ class Preprocessor:
             out[i, :, : im.shape[1], 0] = im
         return Batch(out, widths)
 
-    def _scale(self, image: np.ndarray) -> np.ndarray:
+    def stack(self, fitted: list[np.ndarray]) -> Batch:
+        """Images from `fit` -> a normalised batch, bit-for-bit `batch([self(im) ...])`.
+
+        Each image is padded with paper to its `target_width`, the batch to the widest;
+        inversion and scaling run once over the whole batch.
+        """
+        if not fitted:
+            raise ValueError("cannot batch zero images")
+        widths = np.array([self.target_width(im.shape[1]) for im in fitted], dtype=np.int64)
+        out = np.full((len(fitted), self.input.height, int(widths.max()), 1), self.policy.pad_value, np.float32)
+        for i, im in enumerate(fitted):
+            out[i, :, : im.shape[1], 0] = im
+        return Batch(self._normalise_in_place(out), widths)
+
+    def _normalise_in_place(self, pixels: np.ndarray) -> np.ndarray:
+        """Invert, then scale, float32 `pixels` in place (and return them)."""
+        if self.policy.invert:
+            np.subtract(np.float32(255.0), pixels, out=pixels)
         # Dividing by 255 (not multiplying by 1/255) keeps the seed's exact float32 values.
         divisor = 1.0 / self.policy.scale
         if abs(divisor - round(divisor)) < 1e-9:
-            return image / np.float32(round(divisor))
-        return image * np.float32(self.policy.scale)
+            return np.divide(pixels, np.float32(round(divisor)), out=pixels)
+        return np.multiply(pixels, np.float32(self.policy.scale), out=pixels)
 
     def _normalise_scalar(self, value: float) -> float:
         return float(self.normalise(np.array([[value]], dtype=np.float32))[0, 0])

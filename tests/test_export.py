@@ -26,6 +26,7 @@ pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 cv2 = pytest.importorskip("cv2")
 h5py = pytest.importorskip("h5py")
+onnx = pytest.importorskip("onnx")
 
 from htr.export import convert, keras_model, verify  # noqa: E402
 from htr.export.errors import ExportError  # noqa: E402
@@ -295,10 +296,16 @@ def test_fp16_and_int8_variants(legacy_h5, images, tmp_path):
     assert half.size < onnx_path.stat().st_size
     int8 = quantize.to_int8(onnx_path, tmp_path / "q.int8.onnx", spec, [str(images)], [])
     assert int8.parity is not None and int8.parity.samples == 4 and int8.parity.max_abs_diff < 0.1
-    for v in (half, int8):
+    lstm8 = quantize.to_lstm8(onnx_path, tmp_path / "q.lstm8.onnx", spec, [])
+    assert lstm8.parity is not None and lstm8.parity.max_abs_diff < 0.1
+    ops = {v.kind: {n.op_type for n in onnx.load(str(v.path)).graph.node} for v in (int8, lstm8)}
+    assert "LSTM" not in ops["int8"] | ops["lstm8"] and "DynamicQuantizeLSTM" in ops["int8"] & ops["lstm8"]
+    assert "QuantizeLinear" in ops["int8"] and "QuantizeLinear" not in ops["lstm8"]  # lstm8: convs stay float32
+    quantization = {"fp16": "fp16", "int8": "int8-qdq-static+lstm-int8-dynamic", "lstm8": "fp32+lstm-int8-dynamic"}
+    for v in (half, int8, lstm8):
         engine = Engine(v.path)  # metadata survives quantization
         assert engine.spec.charset == spec.charset
-        assert engine.spec.source["quantization"] in ("fp16", "int8-qdq-static")
+        assert engine.spec.source["quantization"] == quantization[v.kind]
 
 
 def test_calibration_and_check_folders_are_searched_recursively(tmp_path):

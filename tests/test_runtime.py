@@ -157,6 +157,24 @@ def test_dynamic_policy_keeps_aspect_and_batches_with_blank_padding():
     assert list(batch.steps(tiny_spec(width=None).time_steps, 26)) == [4, 26]
 
 
+
+
+@pytest.mark.parametrize("width", [128, None])
+def test_stack_of_fitted_images_is_bit_for_bit_the_per_image_path(width):
+    # htr-run keeps raw uint8 pixels per image and normalises whole batches (`fit` +
+    # `stack`); training and export normalise per image (`__call__` + `batch`).
+    spec = seed_word_spec() if width else tiny_spec(width=None)
+    pre = Preprocessor.from_spec(spec)
+    rng = np.random.default_rng(3)
+    shapes = [(32, 128), (40, 100), (10, 30), (64, 300), (27, 500), (100, 90), (33, 129), (32, 8), (50, 203)]
+    images = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+    fitted = [pre.fit(im) for im in images]
+    squashed = [f for f in fitted if f.dtype == np.float32]
+    assert bool(squashed) == (width is not None)  # the seed policy squashes the wide ones in float32
+    assert all(f.dtype == np.uint8 for f in fitted if f.dtype != np.float32)
+    ours, theirs = pre.stack(fitted), pre.batch([pre(im) for im in images])
+    assert ours.pixels.dtype == np.float32 and np.array_equal(ours.pixels, theirs.pixels)
+    assert list(ours.widths) == list(theirs.widths)
 # ---- engine -----------------------------------------------------------------------
 def test_engine_reads_metadata_and_runs(tiny_models):
     engine = Engine(tiny_models["fixed"])
