@@ -237,6 +237,36 @@ def test_recognise_paths_keeps_going_past_bad_files(tmp_path, tiny_models):
     assert all(0 <= r.confidence <= 1 for r in results)
 
 
+class FailingEngine:
+    """An Engine whose `fail_on`-th run (0-based) raises, as a broken batch would."""
+
+    def __init__(self, engine: Engine, fail_on: int):
+        self.engine, self.spec, self.path, self.fail_on, self.calls = engine, engine.spec, engine.path, fail_on, 0
+
+    def run(self, pixels):
+        self.calls += 1
+        if self.calls - 1 == self.fail_on:
+            raise ModelError(self.path, "output went wrong for this batch")
+        return self.engine.run(pixels)
+
+
+def test_many_windows_come_back_in_order_and_a_failed_batch_loses_only_its_images(tmp_path, tiny_models):
+    words = [WORDS[i % len(WORDS)] for i in range(70)]  # windows of 4, 8, 16, 32, then the rest
+    paths = []
+    for i, word in enumerate(words):
+        path = tmp_path / f"{i:02d}.png"
+        cv2.imwrite(str(path), draw_word(word))
+        paths.append(path)
+    engine = FailingEngine(Engine(tiny_models["fixed"]), fail_on=4)
+    recognizer = Recognizer(engine, make_decoder("greedy", engine.spec.charset, engine.spec.blank), batch_size=4)
+    results = list(recognizer.recognise_paths(paths))
+    assert [r.path for r in results] == paths and engine.calls == 18
+    failed = [i for i, r in enumerate(results) if not r.ok]
+    assert failed == [16, 17, 18, 19]  # the fifth batch (fixed width: batches in input order)
+    assert results[16].error == f"{paths[16]}: {engine.path}: output went wrong for this batch"
+    assert [r.text for i, r in enumerate(results) if i not in failed] == [w for i, w in enumerate(words) if i not in failed]
+
+
 def test_blank_first_models_decode_the_same(tmp_path):
     spec = tiny_spec(width=128, blank=0)
     engine = Engine(make_tiny_model(tmp_path / "b0.onnx", spec=spec))
