@@ -11,8 +11,7 @@ LABEL=PATH` gives trained weights, any file htr-export reads):
    or line images rendered in training hands + int8 LSTM weights; lstm8: float32 with
    int8 LSTM weights; fp16 when a CUDA provider is present).
 2. Model only, batch sizes 1..64: Keras `predict_on_batch` vs onnxruntime fp32, int8 and
-   lstm8 (vs CUDA fp32/fp16 and TensorRT fp16 when onnxruntime offers them), onnxruntime
-   with its default busy-waiting threads: images/s, p50/p95
+   lstm8 (vs CUDA fp32/fp16 and TensorRT fp16 when onnxruntime offers them): images/s, p50/p95
    latency, and the share of the machine's FP32 peak (the best rate of large onnxruntime
    MatMuls measured in the same run, with the same thread settings as the models).
 3. End to end on images written to disk in held-out hands (1,000 words for word models,
@@ -21,7 +20,7 @@ LABEL=PATH` gives trained weights, any file htr-export reads):
    last) vs htr's `Recognizer` (what `htr-run` runs) for each precision and decoder:
    images/s, CER/WER on the same images, ratio to the seed pipeline, and the share of
    the raw model throughput (the same engine timed alone on exactly the batches the
-   Recognizer built). These engines do not busy-wait, as in htr-run (see `Engine`).
+   Recognizer built, timed pass for pass with the pipeline).
 
 FLOPs are counted as 2 x multiply-accumulates everywhere: `htr.train.models.count_flops`
 returns 2 x MACs per image, and a MatMul (M x K) @ (K x N) is 2MKN.
@@ -161,12 +160,14 @@ class Plan:
     calibration_words: int
     calibration_lines: int
     model_repeats: Repeats
-    e2e_repeats: int
+    e2e_repeats: Repeats
     peak_repeats: int
 
 
-FULL = Plan("full", (1, 2, 4, 8, 16, 32, 64), 1000, 300, 200, 50, Repeats(1, 3, 50, 2.0), 3, 5)
-QUICK = Plan("quick", (1, 8, 32), 200, 40, 64, 16, Repeats(1, 3, 20, 0.5), 3, 3)
+#: End-to-end passes: at least 3, more (up to 9) while under 20 s, because a pass over
+#: 1,000 small word images takes about a second and this VM varies by 30% between passes.
+FULL = Plan("full", (1, 2, 4, 8, 16, 32, 64), 1000, 300, 200, 50, Repeats(1, 3, 50, 2.0), Repeats(0, 3, 9, 20.0), 5)
+QUICK = Plan("quick", (1, 8, 32), 200, 40, 64, 16, Repeats(1, 3, 20, 0.5), Repeats(0, 3, 3, 0.0), 3)
 
 _START = time.perf_counter()
 
@@ -190,19 +191,23 @@ def measure(fn: Callable[[], Any], repeats: Repeats) -> list[float]:
     return times
 
 
-def fixed(runs: int) -> Repeats:
-    return Repeats(0, runs, runs, 0.0)
-
-
-def timed_passes(fn: Callable[[], Any], runs: int, after_each: Callable[[], None] = lambda: None) -> tuple[list[float], Any]:
-    """Seconds of each of `runs` passes of `fn` (already warmed up), and the last pass's result."""
-    times, result = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-        after_each()
-    return times, result
+def interleaved(fns: list[Callable[[], Any]], repeats: Repeats) -> tuple[list[list[float]], list[Any]]:
+    """Rounds of `fns` in turn (so each sees the same moments of a noisy machine), counted
+    as `Repeats` counts runs; seconds of every call per fn, and each fn's last result."""
+    for _ in range(repeats.warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[Any] = [None] * len(fns)
+    start = time.perf_counter()
+    while len(times[0]) < repeats.min_runs or (
+        len(times[0]) < repeats.max_runs and time.perf_counter() - start < repeats.min_seconds
+    ):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            results[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return times, results
 
 
 # ---- the machine -------------------------------------------------------------------------
@@ -543,10 +548,7 @@ def tensorrt_options(subject: Subject, work: Path) -> list[dict]:
     return [trt, {}, {}]  # TensorRT, then its CUDA and CPU fallbacks
 
 
-def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path,
-                 spin: bool) -> dict[Backend, Any]:
-    """spin: onnxruntime's busy-waiting threads (its default; best alone, used for the
-    model-only rows) or not (what htr-run and htr-eval use: image loaders share the cores)."""
+def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path) -> dict[Backend, Any]:
     from htr.runtime import Engine
 
     engines = {}
@@ -555,8 +557,7 @@ def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, w
             continue
         try:
             options = tensorrt_options(subject, work) if b.provider == "tensorrt" else None
-            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads,
-                                provider_options=options, spin=spin)
+            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads, provider_options=options)
         except Exception as err:  # one backend failing must not stop the others
             subject.notes.append(f"{b.name}: cannot open ({str(err).splitlines()[0][:200]})")
     return engines
@@ -623,7 +624,7 @@ def bench_seed(subject: Subject, samples, plan: Plan) -> dict:
         process = lambda img: process_image_at(img, height, width)  # noqa: E731
     run = lambda p: seed_pipeline(p, subject.keras_model, subject.spec.charset, process)  # noqa: E731
     run(paths[:SEED_BATCH + len(paths) % SEED_BATCH])  # the batch shapes of the timed runs: no retracing there
-    times, texts = timed_passes(lambda: run(paths), plan.e2e_repeats)
+    (times,), (texts,) = interleaved([lambda: run(paths)], plan.e2e_repeats)
     row = {"model": subject.label, "data": f"{subject.kind}s", "images": len(paths), "pipeline": "seed",
            "backend": "keras", "precision": "fp32", "decoder": "ctc_decode greedy", "input": f"{height}x{width}",
            "runs": len(times), "images_per_s": len(paths) / float(np.median(times)), **error_row(refs, texts)}
@@ -649,14 +650,18 @@ def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], s
     for decoder in decoders:
         recognizer = Recognizer(recorder, make_decoder_for(decoder, subject), batch_size=batch_size)
         list(recognizer.recognise_paths(paths[:WARMUP_IMAGES]))
-        recorder.recording = raw is None  # during the first timed pass only
-        times, results = timed_passes(lambda: list(recognizer.recognise_paths(paths)), plan.e2e_repeats,
-                                      after_each=lambda: setattr(recorder, "recording", False))
-        if raw is None:  # the same engine alone on the recorded batches
+        e2e = lambda: list(recognizer.recognise_paths(paths))  # noqa: E731
+        if raw is None:  # record the batches the pipeline builds, then time it and the same
+            recorder.recording = True  # engine alone on those batches, pass for pass
+            e2e()
+            recorder.recording = False
             batches = recorder.batches
-            raw_times = measure(lambda: [engine.run(b) for b in batches], fixed(plan.e2e_repeats))
+            (times, raw_times), (results, _) = interleaved([e2e, lambda: [engine.run(b) for b in batches]],
+                                                           plan.e2e_repeats)
             raw = sum(len(b) for b in batches) / float(np.median(raw_times))
             recorder.batches = []
+        else:
+            (times,), (results,) = interleaved([e2e], plan.e2e_repeats)
         failed = [r.error for r in results if not r.ok]
         if failed:
             subject.notes.append(f"{backend.name} {decoder}: {len(failed)} images failed, e.g. {failed[0]}")
@@ -688,7 +693,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--e2e-batch", type=int, default=SEED_BATCH, help="htr Recognizer batch size (htr-run's default)")
     ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads for models and the MatMul peak "
                                                 "(default: onnxruntime's, as htr-run)")
-    ap.add_argument("--repeats", type=int, help="end-to-end repeats (default 3)")
+    ap.add_argument("--repeats", type=int, help="end-to-end passes (default: 3 to 9, while under 20 s; quick 3)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 backend")
     ap.add_argument("--work", type=Path, default=Path("/tmp/htr-bench"), help="images and exported models (reused)")
     ap.add_argument("--machine", default=platform.node().split(".")[0] or "machine", help="name in the report file")
@@ -707,7 +712,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.line_images:
         plan = replace(plan, line_images=args.line_images)
     if args.repeats:
-        plan = replace(plan, e2e_repeats=args.repeats)
+        plan = replace(plan, e2e_repeats=Repeats(0, args.repeats, args.repeats, 0.0))
     return plan
 
 
@@ -715,9 +720,8 @@ def bench_subject(label: str, keras_path: Path, trained: bool, args, plan: Plan,
                   wanted: list[Backend], peak_gflops: float, keras_on_cpu: bool, results: dict) -> None:
     """Export one model, time it alone, then end to end; rows go into `results`."""
     subject = prepare(label, keras_path, trained, data, args.work, any(b.model == "fp16" for b in wanted))
-    engines = open_engines(subject, wanted, args.threads, args.work, spin=True)
+    engines = open_engines(subject, wanted, args.threads, args.work)
     results["model_only"] += bench_model_only(subject, engines, plan, peak_gflops, keras_on_cpu)
-    engines = open_engines(subject, wanted, args.threads, args.work, spin=False)
     samples = data.evaluation(subject.kind)
     seed = bench_seed(subject, samples, plan)
     rows = [seed]
@@ -753,7 +757,7 @@ def main(argv: list[str] | None = None) -> None:
         "run": {"command": f"python benchmarks/bench_runtime.py {command}".strip(), "plan": plan.name,
                 "started": started.isoformat(timespec="seconds"), "threads": args.threads,
                 "batches": list(plan.batches), "model_repeats": asdict(plan.model_repeats),
-                "e2e_repeats": plan.e2e_repeats, "e2e_batch": args.e2e_batch, "phases_s": {}},
+                "e2e_repeats": asdict(plan.e2e_repeats), "e2e_batch": args.e2e_batch, "phases_s": {}},
         "machine": machine,
         "flop_convention": "2 x multiply-accumulates (model: htr.train.models.count_flops; MatMul: 2MKN)",
         "subjects": [], "model_only": [], "end_to_end": [], "failures": [],

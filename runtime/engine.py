@@ -37,10 +37,9 @@ class Engine:
         is created: if onnxruntime fell back to the CPU, `ProviderError` is raised rather
         than running slowly without saying so.
     threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
-    spin: let onnxruntime's idle intra-op threads busy-wait for work (its own default).
-        Off here: spinning threads take the cores from htr's image loaders, which cost
-        `htr-run` about a quarter of its throughput on a 2-core CPU
-        (benchmarks/bench_runtime.py measures both).
+    spin: let onnxruntime's idle intra-op threads busy-wait for work (its default). Measured
+        on the 2-core test VM with htr-run's pipeline: turning it off made the lean word
+        model 8% faster end to end but seed-word 15% and seed-line 35% slower.
     session_options / provider_options: passed straight to onnxruntime.
     """
 
@@ -51,7 +50,7 @@ class Engine:
         threads: int | None = None,
         session_options: Any = None,
         provider_options: Sequence[dict] | None = None,
-        spin: bool = False,
+        spin: bool = True,
     ):
         ort = _import_onnxruntime()
         self.path = Path(model_path)

@@ -60,8 +60,7 @@ def serve(
 
     try:
         limits = ServeLimits(max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent)
-        # One upload at a time, decoded in memory: busy-waiting threads cut the latency.
-        engine = Engine(resolve_model(model), provider=provider.value, threads=threads, spin=True)
+        engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
     except (HtrError, ValueError) as err:
         raise _fail(str(err))
     service = RecognitionService(engine, limits, batch_size=batch_size, lexicon=lexicon)
