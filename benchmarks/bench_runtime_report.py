@@ -147,9 +147,11 @@ def _target_share(results: dict) -> Target:
     if row is None:
         return Target(name, goal, None, "", None, "no end-to-end rows on word images")
     worst = min(rows, key=lambda r: r["share_of_raw"])
+    greedy = [r for r in rows if r["decoder"] == "greedy"]
+    each = ", ".join(f"{r['model']} {r['precision']} {pct(r['share_of_raw'])}" for r in greedy)
     detail = (f"{_config(row)} (the configuration of the first target): {row['images_per_s']:.1f} of "
-              f"{row['raw_model_images_per_s']:.1f} img/s; lowest of all htr rows: {pct(worst['share_of_raw'])} "
-              f"({_config(worst)})")
+              f"{row['raw_model_images_per_s']:.1f} img/s; greedy rows: {each}; lowest of all htr rows: "
+              f"{pct(worst['share_of_raw'])} ({_config(worst)})")
     return Target(name, goal, row["share_of_raw"], pct(row["share_of_raw"]), row["share_of_raw"] >= RAW_SHARE, detail)
 
 
