@@ -37,9 +37,10 @@ class Engine:
         is created: if onnxruntime fell back to the CPU, `ProviderError` is raised rather
         than running slowly without saying so.
     threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
-    spin: let onnxruntime's idle intra-op threads busy-wait for work (its default). Measured
-        on the 2-core test VM with htr-run's pipeline: turning it off made the lean word
-        model 8% faster end to end but seed-word 15% and seed-line 35% slower.
+    spin: let onnxruntime's idle intra-op threads busy-wait for work (its default). On the
+        2-core test VM, turning it off made htr-run with the lean word model 8% faster
+        (one interleaved measurement) but the seed-word and seed-line models 12% and 8%
+        slower on their end-to-end batches (two full benchmark runs, off vs on).
     session_options / provider_options: passed straight to onnxruntime.
     """
 

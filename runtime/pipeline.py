@@ -75,7 +75,7 @@ class Recognizer:
         """Recognise already-loaded 2-D uint8 grey images, in order (HtrError on failure)."""
         window = self._submit_window([self.preprocessor.fit(im) for im in images], _run_now)
         decoded: list[Decoded] = []
-        for _, _, result in self._decode_window(window):
+        for _, result in self._decode_window(window):
             if isinstance(result, HtrError):
                 raise result
             decoded.append(result)
@@ -142,7 +142,7 @@ class Recognizer:
         results: list[Recognition | None] = [None] * len(window.paths)
         for i, message in window.failed.items():
             results[i] = Recognition(window.paths[i], error=message)
-        for k, _, result in self._decode_window(window):
+        for k, result in self._decode_window(window):
             i = window.positions[k]
             path = window.paths[i]
             if isinstance(result, HtrError):
@@ -163,10 +163,10 @@ class Recognizer:
             window.jobs.append((idx, batch, submit(self.engine.run, batch.pixels)))
         return window
 
-    def _decode_window(self, window: "_Window") -> Iterator[tuple[int, int, Decoded | HtrError]]:
-        """(index in the window, batch number, Decoded or the HtrError of its batch), in input order."""
-        out: list[tuple[int, int, Decoded | HtrError] | None] = [None] * window.size
-        for number, (idx, batch, future) in enumerate(window.jobs):
+    def _decode_window(self, window: "_Window") -> list[tuple[int, Decoded | HtrError]]:
+        """(index in the window, Decoded or the HtrError of its batch), in input order."""
+        out: list[tuple[int, Decoded | HtrError] | None] = [None] * window.size
+        for idx, batch, future in window.jobs:
             try:
                 probs = future.result()
                 lengths = batch.steps(self.engine.spec.time_steps, probs.shape[1])
@@ -174,8 +174,8 @@ class Recognizer:
             except HtrError as err:
                 decoded = [err] * len(idx)
             for i, result in zip(idx, decoded):
-                out[i] = (i, number, result)
-        return iter(out)  # type: ignore[arg-type]
+                out[i] = (i, result)
+        return out  # type: ignore[return-value]
 
 
 #: Runs `fn(*args)` somewhere and returns a Future of its result.
