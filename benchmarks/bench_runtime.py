@@ -20,7 +20,9 @@ LABEL=PATH` gives trained weights, any file htr-export reads):
    last) vs htr's `Recognizer` (what `htr-run` runs) for each precision and decoder:
    images/s, CER/WER on the same images, ratio to the seed pipeline, and the share of
    the raw model throughput (the same engine timed alone on exactly the batches the
-   Recognizer built, timed pass for pass with the pipeline).
+   Recognizer built, as many at once as it runs them, pass for pass with the pipeline).
+   End to end, engines are opened as htr-run opens them (`--streams`: on the CPU, two
+   batches at once, each on half the threads); model-only rows use one stream.
 
 FLOPs are counted as 2 x multiply-accumulates everywhere: `htr.train.models.count_flops`
 returns 2 x MACs per image, and a MatMul (M x K) @ (K x N) is 2MKN.
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -548,7 +551,9 @@ def tensorrt_options(subject: Subject, work: Path) -> list[dict]:
     return [trt, {}, {}]  # TensorRT, then its CUDA and CPU fallbacks
 
 
-def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path) -> dict[Backend, Any]:
+def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, work: Path,
+                 streams: int | None = 1) -> dict[Backend, Any]:
+    """One Engine per backend; streams=None picks them as htr-run does."""
     from htr.runtime import Engine
 
     engines = {}
@@ -557,7 +562,8 @@ def open_engines(subject: Subject, wanted: list[Backend], threads: int | None, w
             continue
         try:
             options = tensorrt_options(subject, work) if b.provider == "tensorrt" else None
-            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads, provider_options=options)
+            engines[b] = Engine(subject.onnx[b.model], provider=b.provider, threads=threads, streams=streams,
+                                provider_options=options)
         except Exception as err:  # one backend failing must not stop the others
             subject.notes.append(f"{b.name}: cannot open ({str(err).splitlines()[0][:200]})")
     return engines
@@ -595,7 +601,7 @@ class RecordingEngine:
     the raw model can be timed on exactly the batches the pipeline built."""
 
     def __init__(self, engine):
-        self.engine, self.spec, self.path = engine, engine.spec, engine.path
+        self.engine, self.spec, self.path, self.streams = engine, engine.spec, engine.path, engine.streams
         self.recording = False
         self.batches: list[np.ndarray] = []
 
@@ -603,6 +609,16 @@ class RecordingEngine:
         if self.recording:
             self.batches.append(pixels)
         return self.engine.run(pixels)
+
+
+def run_batches(engine, batches: list[np.ndarray]) -> None:
+    """The engine alone on these batches, as many at once as the Recognizer runs them."""
+    if engine.streams == 1:
+        for b in batches:
+            engine.run(b)
+        return
+    with ThreadPoolExecutor(engine.streams) as pool:
+        list(pool.map(engine.run, batches))
 
 
 def error_row(refs: list[str], hyps: list[str]) -> dict:
@@ -656,7 +672,7 @@ def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], s
             e2e()
             recorder.recording = False
             batches = recorder.batches
-            (times, raw_times), (results, _) = interleaved([e2e, lambda: [engine.run(b) for b in batches]],
+            (times, raw_times), (results, _) = interleaved([e2e, lambda: run_batches(engine, batches)],
                                                            plan.e2e_repeats)
             raw = sum(len(b) for b in batches) / float(np.median(raw_times))
             recorder.batches = []
@@ -668,7 +684,7 @@ def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], s
         rate = len(paths) / float(np.median(times))
         rows.append({"model": subject.label, "data": f"{subject.kind}s", "images": len(paths), "pipeline": "htr",
                      "backend": backend.name, "precision": backend.precision, "decoder": decoder,
-                     "batch": batch_size, "runs": len(times), "images_per_s": rate,
+                     "batch": batch_size, "streams": engine.streams, "runs": len(times), "images_per_s": rate,
                      **error_row(refs, [r.text for r in results]),
                      "raw_model_images_per_s": raw, "share_of_raw": rate / raw})
         log(f"{subject.label} htr {backend.name} {decoder}: {rate:.1f} img/s ({100 * rate / raw:.0f}% of raw "
@@ -693,6 +709,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--e2e-batch", type=int, default=SEED_BATCH, help="htr Recognizer batch size (htr-run's default)")
     ap.add_argument("--threads", type=int, help="onnxruntime intra-op threads for models and the MatMul peak "
                                                 "(default: onnxruntime's, as htr-run)")
+    ap.add_argument("--streams", type=int, help="batches run at once end to end (default: htr-run's choice)")
     ap.add_argument("--repeats", type=int, help="end-to-end passes (default: 3 to 9, while under 20 s; quick 3)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 backend")
     ap.add_argument("--work", type=Path, default=Path("/tmp/htr-bench"), help="images and exported models (reused)")
@@ -726,6 +743,8 @@ def bench_subject(label: str, keras_path: Path, trained: bool, args, plan: Plan,
     seed = bench_seed(subject, samples, plan)
     rows = [seed]
     decoders = (args.line_decoders if subject.kind == "line" else args.decoders).split(",")
+    if args.streams != 1:  # htr-run's engines: the same models, their threads shared out between streams
+        engines = open_engines(subject, list(engines), args.threads, args.work, streams=args.streams)
     for backend, engine in engines.items():
         rows += bench_htr(subject, backend, engine, decoders, samples, plan, args.e2e_batch)
     for row in rows:
@@ -755,7 +774,7 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join(sys.argv[1:] if argv is None else argv)
     results: dict[str, Any] = {
         "run": {"command": f"python benchmarks/bench_runtime.py {command}".strip(), "plan": plan.name,
-                "started": started.isoformat(timespec="seconds"), "threads": args.threads,
+                "started": started.isoformat(timespec="seconds"), "threads": args.threads, "streams": args.streams,
                 "batches": list(plan.batches), "model_repeats": asdict(plan.model_repeats),
                 "e2e_repeats": asdict(plan.e2e_repeats), "e2e_batch": args.e2e_batch, "phases_s": {}},
         "machine": machine,

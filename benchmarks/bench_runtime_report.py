@@ -326,9 +326,9 @@ def e2e_table(results: dict) -> list[str]:
         across = f"{r['images_per_s'] / reference['images_per_s']:.2f}x" if reference and r["data"] == reference["data"] else ""
         rows.append([r["model"], r["data"], str(r["images"]), r["pipeline"], backend, r["decoder"],
                      f"{r['images_per_s']:.1f}", f"{r['x_seed']:.2f}x", across, pct(r["cer"]), pct(r["wer"]),
-                     f"{raw:.1f}" if raw else "", pct(r.get("share_of_raw"))])
+                     str(r.get("streams", "")), f"{raw:.1f}" if raw else "", pct(r.get("share_of_raw"))])
     return table(["model", "data", "images", "pipeline", "backend", "decoder", "images/s", "x seed",
-                  f"x {TARGET_MODEL} seed", "CER", "WER", "raw model img/s", "share of raw"], rows)
+                  f"x {TARGET_MODEL} seed", "CER", "WER", "streams", "raw model img/s", "share of raw"], rows)
 
 
 def int8_table(results: dict) -> list[str]:

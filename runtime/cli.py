@@ -52,7 +52,8 @@ _provider_opt = typer.Option(Provider.cpu, "--provider", "-p", help="Execution p
 _decoder_opt = typer.Option(DecoderName.greedy, "--decoder", "-d", help="CTC decoder.")
 _beam_opt = typer.Option(DEFAULT_BEAM_WIDTH, "--beam-width", min=1, help="Beam width (beam, lexicon).")
 _batch_opt = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "-b", min=1, help="Images per inference call.")
-_threads_opt = typer.Option(None, "--threads", min=1, help="onnxruntime intra-op threads (default: all cores).")
+_threads_opt = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: all cores), shared out between --streams.")
+_streams_opt = typer.Option(None, "--streams", min=1, help="Batches the model runs at once (default: 2 on the CPU with 2+ threads, else 1).")
 _lexicon_opt = typer.Option(None, "--lexicon", help="Lexicon file (one word per line, or 'word count'); default English list.")
 _lm_opt = typer.Option(None, "--lm", help="Character n-gram LM (htr-lm output) used by beam/lexicon.")
 _lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM.")
@@ -67,9 +68,9 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 
 
 def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_width: int,
-           batch_size: int, threads: Optional[int], lexicon: Optional[Path], lm: Optional[Path],
-           lm_weight: Optional[float], nbest: Optional[int], spell: bool, lexicon_mode: Optional[str],
-           prog: str) -> Any:
+           batch_size: int, threads: Optional[int], streams: Optional[int], lexicon: Optional[Path],
+           lm: Optional[Path], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
+           lexicon_mode: Optional[str], prog: str) -> Any:
     """Engine + decoder + Recognizer from CLI options; usage problems exit with code 2."""
     from .decoding import make_decoder
     from .engine import Engine
@@ -78,7 +79,7 @@ def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_
     from .pipeline import Recognizer
 
     try:
-        engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
+        engine = Engine(resolve_model(model), provider=provider.value, threads=threads, streams=streams)
     except HtrError as err:
         raise _fail(f"{prog}: error: {err}")
     spec = engine.spec
@@ -111,6 +112,7 @@ def run(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here instead of stdout."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     threads: Optional[int] = _threads_opt,
+    streams: Optional[int] = _streams_opt,
     lexicon: Optional[Path] = _lexicon_opt,
     lm: Optional[Path] = _lm_opt,
     lm_weight: Optional[float] = _lm_weight_opt,
@@ -123,7 +125,7 @@ def run(
     from .output import Progress, ResultWriter
 
     prog = "htr-run"
-    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, lexicon, lm,
+    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
                         lm_weight, nbest, spell, lexicon_mode, prog)
     images, problems = list_images(paths, recursive=recursive)
     for path, message in problems:
@@ -169,6 +171,7 @@ def evaluate(
     beam_width: int = _beam_opt,
     batch_size: int = _batch_opt,
     threads: Optional[int] = _threads_opt,
+    streams: Optional[int] = _streams_opt,
     lexicon: Optional[Path] = _lexicon_opt,
     lm: Optional[Path] = _lm_opt,
     lm_weight: Optional[float] = _lm_weight_opt,
@@ -195,7 +198,7 @@ def evaluate(
         sys.stderr.write(f"{prog}: skipped {count} records ({reason})\n")
     if not samples:
         raise _fail(f"{prog}: error: {labelled}: no labelled images to evaluate")
-    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, lexicon, lm,
+    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
                         lm_weight, None, spell, lexicon_mode, prog)
     unknown = set("".join(s.text for s in samples)) - set(recognizer.engine.spec.charset)
     if unknown:

@@ -68,6 +68,8 @@ class Recognizer:
         self.decoder = decoder
         self.batch_size = batch_size
         self.workers = workers or min(4, os.cpu_count() or 1)
+        #: batches run on the model at once (the engine's streams; wrappers without any: 1)
+        self.streams = max(1, int(getattr(engine, "streams", 1)))
         self.preprocessor = Preprocessor.from_spec(engine.spec)
         self.window = batch_size * (WIDTH_GROUPING_WINDOW if engine.spec.dynamic_width else 1)
 
@@ -88,7 +90,7 @@ class Recognizer:
         set; the rest carry on.
         """
         with ThreadPoolExecutor(self.workers, thread_name_prefix="htr-load") as loaders, \
-                ThreadPoolExecutor(1, thread_name_prefix="htr-model") as model:
+                ThreadPoolExecutor(self.streams, thread_name_prefix="htr-model") as model:
             pending: deque[tuple[Path, Future]] = deque()
             path_iter = iter(paths)
             exhausted = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -265,6 +267,51 @@ def test_many_windows_come_back_in_order_and_a_failed_batch_loses_only_its_image
     assert failed == [16, 17, 18, 19]  # the fifth batch (fixed width: batches in input order)
     assert results[16].error == f"{paths[16]}: {engine.path}: output went wrong for this batch"
     assert [r.text for i, r in enumerate(results) if i not in failed] == [w for i, w in enumerate(words) if i not in failed]
+
+
+class OverlapEngine:
+    """An Engine with `streams` that records how many of its runs were in progress at once."""
+
+    def __init__(self, engine: Engine, streams: int):
+        self.engine, self.spec, self.path, self.streams = engine, engine.spec, engine.path, streams
+        self.lock, self.running, self.most = threading.Lock(), 0, 0
+
+    def run(self, pixels):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)  # long enough for a second batch to start if the pipeline sends one
+            return self.engine.run(pixels)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_streams_keep_that_many_batches_running_and_change_no_result(tmp_path, tiny_models, streams):
+    words = [WORDS[i % len(WORDS)] for i in range(40)]
+    paths = []
+    for i, word in enumerate(words):
+        path = tmp_path / f"{i:02d}.png"
+        cv2.imwrite(str(path), draw_word(word))
+        paths.append(path)
+    engine = OverlapEngine(Engine(tiny_models["fixed"], streams=streams), streams)
+    assert engine.engine.streams == streams
+    recognizer = Recognizer(engine, make_decoder("greedy", engine.spec.charset, engine.spec.blank), batch_size=4)
+    results = list(recognizer.recognise_paths(paths))
+    assert [r.path for r in results] == paths and [r.text for r in results] == words
+    assert engine.most == streams
+
+
+def test_engine_shares_threads_between_streams(tiny_models):
+    engine = Engine(tiny_models["fixed"], threads=4, streams=2)
+    assert engine.streams == 2
+    assert engine.session.get_session_options().intra_op_num_threads == 2
+    assert Engine(tiny_models["fixed"], threads=1, streams=None).streams == 1  # auto: one thread, one stream
+    assert Engine(tiny_models["fixed"], threads=2, streams=None).streams == 2
+    with pytest.raises(ValueError, match="streams"):
+        Engine(tiny_models["fixed"], streams=0)
 
 
 def test_blank_first_models_decode_the_same(tmp_path):
