@@ -55,8 +55,8 @@ _batch_opt = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "-b", min=1, help=
 _threads_opt = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: all cores), shared out between --streams.")
 _streams_opt = typer.Option(None, "--streams", min=1, help="Batches the model runs at once (default: 2 on the CPU with 2+ threads, else 1).")
 _lexicon_opt = typer.Option(None, "--lexicon", help="Lexicon file (one word per line, or 'word count'); default English list.")
-_lm_opt = typer.Option(None, "--lm", help="Character n-gram LM (htr-lm output) used by beam/lexicon.")
-_lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM.")
+_lm_opt = typer.Option(None, "--lm", help="Character n-gram LM for beam/lexicon: a bundled name (words, lines) or an htr-lm file.")
+_lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM (default: the one stored in the LM file, else 0.5).")
 _nbest_opt = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl).")
 _spell_opt = typer.Option(False, "--spell", help="Spelling-correction post-pass (greedy, beam), as the line-level seed had.")
 _mode_opt = typer.Option(None, "--lexicon-mode", help="Lexicon decoding for 'words' (one word per image) or 'lines'. Default: from the model.")
@@ -69,7 +69,7 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 
 def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_width: int,
            batch_size: int, threads: Optional[int], streams: Optional[int], lexicon: Optional[Path],
-           lm: Optional[Path], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
+           lm: Optional[str], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
            lexicon_mode: Optional[str], prog: str) -> Any:
     """Engine + decoder + Recognizer from CLI options; usage problems exit with code 2."""
     from .decoding import make_decoder
@@ -83,6 +83,8 @@ def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_
     except HtrError as err:
         raise _fail(f"{prog}: error: {err}")
     spec = engine.spec
+    if decoder is DecoderName.greedy and (lm or lm_weight is not None):
+        raise _fail(f"{prog}: error: --lm and --lm-weight need --decoder beam or lexicon (greedy uses no LM)")
     options: dict[str, Any] = {}
     if decoder is not DecoderName.greedy:
         options.update(beam_width=beam_width, nbest=nbest, lm=str(lm) if lm else None, lm_weight=lm_weight)
@@ -114,7 +116,7 @@ def run(
     threads: Optional[int] = _threads_opt,
     streams: Optional[int] = _streams_opt,
     lexicon: Optional[Path] = _lexicon_opt,
-    lm: Optional[Path] = _lm_opt,
+    lm: Optional[str] = _lm_opt,
     lm_weight: Optional[float] = _lm_weight_opt,
     nbest: Optional[int] = _nbest_opt,
     spell: bool = _spell_opt,
@@ -173,7 +175,7 @@ def evaluate(
     threads: Optional[int] = _threads_opt,
     streams: Optional[int] = _streams_opt,
     lexicon: Optional[Path] = _lexicon_opt,
-    lm: Optional[Path] = _lm_opt,
+    lm: Optional[str] = _lm_opt,
     lm_weight: Optional[float] = _lm_weight_opt,
     spell: bool = _spell_opt,
     lexicon_mode: Optional[str] = _mode_opt,

@@ -1,4 +1,5 @@
-"""Bundled models: `--model word` / `--model line` name files shipped in the package."""
+"""Bundled models: `--model word` / `--model line` name files shipped in the package, and
+`--lm words` / `--lm lines` the character language models shipped beside them."""
 
 from __future__ import annotations
 
@@ -31,4 +32,27 @@ def resolve_model(model: str | Path | None) -> Path:
     if not path.exists() and path.suffix != ".onnx" and not any(s in str(model) for s in "/\\"):
         names = ", ".join(bundled) or "none installed"
         raise ModelError(path, f"no such model file or bundled model name (bundled: {names})")
+    return path
+
+
+#: Suffix of the bundled character language models (gzipped htr-lm JSON).
+LM_SUFFIX = ".lm.json.gz"
+
+
+def bundled_lms() -> dict[str, Path]:
+    """Name -> path of every character language model shipped inside the package."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    return {p.name[: -len(LM_SUFFIX)]: p for p in sorted(BUNDLED_DIR.glob("*" + LM_SUFFIX))}
+
+
+def resolve_lm(lm: str | Path) -> Path:
+    """An --lm argument (bundled name or path) -> a file path (ValueError if neither)."""
+    bundled = bundled_lms()
+    if str(lm) in bundled and not Path(lm).exists():
+        return bundled[str(lm)]
+    path = Path(lm)
+    if not path.exists():
+        names = ", ".join(bundled) or "none installed"
+        raise ValueError(f"{path}: no such language model file or bundled LM name (bundled: {names})")
     return path

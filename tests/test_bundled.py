@@ -20,6 +20,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 #: model name, samples folder, highest CER accepted (fraction)
 READS = [("word", "words", 0.12), ("word", "digits", 0.18), ("line", "lines", 0.12)]
+#: the same with beam search and the bundled character LM of the same name
+READS_LM = [("word", "words", "words", 0.10), ("line", "lines", "lines", 0.11)]
 
 
 def _runner() -> CliRunner:
@@ -54,6 +56,17 @@ def test_bundled_models_read_the_held_out_samples(model, folder, max_cer, tmp_pa
     assert result.exit_code == 0, result.stderr
     cer = json.loads(report.read_text())["cer"]
     assert cer <= max_cer, f"{model} on samples/{folder}: CER {cer:.3f} > {max_cer}"
+
+
+@pytest.mark.parametrize("model, folder, lm, max_cer", READS_LM)
+def test_bundled_models_with_their_lms_read_the_samples(model, folder, lm, max_cer, tmp_path):
+    report = tmp_path / "report.json"
+    args = [str(SAMPLES / folder), "--report", str(report), "--worst", "0", "--model", model,
+            "--decoder", "beam", "--lm", lm]
+    result = _runner().invoke(eval_app, args)
+    assert result.exit_code == 0, result.stderr
+    cer = json.loads(report.read_text())["cer"]
+    assert cer <= max_cer, f"{model} + LM {lm} on samples/{folder}: CER {cer:.3f} > {max_cer}"
 
 
 def test_run_without_model_uses_the_word_model():

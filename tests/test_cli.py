@@ -98,6 +98,18 @@ def test_run_usage_errors(folder, tiny_models, tmp_path):
     assert result.exit_code == 2
     result = runner.invoke(run_app, [str(folder), "-m", str(tmp_path / "missing.onnx")])
     assert result.exit_code == 2 and "no such model file" in result.stderr
+    model = ["-m", str(tiny_models["fixed"])]
+    result = runner.invoke(run_app, [str(folder), *model, "--decoder", "beam", "--lm", str(tmp_path / "nolm.json")])
+    assert result.exit_code == 2 and f"{tmp_path / 'nolm.json'}: no such language model file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(run_app, [str(folder), *model, "--lm", "words"])
+    assert result.exit_code == 2 and "--lm and --lm-weight need --decoder beam or lexicon" in result.stderr
+
+
+def test_run_beam_with_a_bundled_lm_by_name(folder, tiny_models):
+    result = _runner().invoke(run_app, [str(folder), "-m", str(tiny_models["fixed"]), "--decoder", "beam", "--lm", "words"])
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == len(list(folder.glob("*.png")))
 
 
 def test_run_cuda_absent_is_a_loud_error(folder, tiny_models):

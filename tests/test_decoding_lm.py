@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from htr.runtime.decoding import CharLM, beam_search_decode
+from htr.runtime.decoding import CharLM, beam_search_decode, make_decoder
 from htr.runtime.decoding.alphabet import Alphabet
-from htr.runtime.decoding.constants import LM_LINE_START
+from htr.runtime.decoding.constants import DEFAULT_LM_WEIGHT, LM_LINE_START
+from htr.runtime.decoding.lm import load_lm
 from htr.runtime.decoding.lm_cli import app
 
 CORPUS = ["the cat sat on the mat", "the hat is on the cat", "a bat and a rat"]
@@ -66,6 +67,67 @@ def test_save_and_load_round_trip(tmp_path):
     assert again.order == 3 and again.log_prob("the mat") == pytest.approx(lm.log_prob("the mat"))
 
 
+def test_gzipped_save_keeps_weight_and_source_and_is_reproducible(tmp_path):
+    lm = CharLM.train(CORPUS, order=3)
+    lm.weight, lm.source = 0.25, "htr-lm corpus.txt"
+    a, b = tmp_path / "a.lm.json.gz", tmp_path / "b.lm.json.gz"
+    lm.save(a)
+    lm.save(b)
+    assert a.read_bytes()[:2] == b"\x1f\x8b" and a.read_bytes() == b.read_bytes()
+    again = CharLM.load(a)
+    assert (again.weight, again.source) == (0.25, "htr-lm corpus.txt")
+    assert again.log_prob("the mat") == pytest.approx(lm.log_prob("the mat"))
+    assert again.weight_or(None) == 0.25 and again.weight_or(0.0) == 0.0
+    assert CharLM.train(CORPUS).weight_or(None) == DEFAULT_LM_WEIGHT
+
+
+def test_min_count_prunes_rare_contexts_and_keeps_the_back_off_whole():
+    full, pruned = CharLM.train(CORPUS, order=4), CharLM.train(CORPUS, order=4, min_count=3)
+    assert set(pruned.counts) < set(full.counts)
+    assert all(h == "" or sum(c.values()) >= 3 for h, c in pruned.counts.items())
+    assert all(h[1:] in pruned.counts for h in pruned.counts if h)  # closed under suffixes
+    alphabet = Alphabet.from_charset(pruned.vocabulary, len(pruned.vocabulary))
+    logp, next_state, _ = pruned.tables(alphabet)
+    sums = np.exp(logp[:, : alphabet.blank].astype(np.float64)).sum(axis=1)
+    assert sums == pytest.approx(np.ones(len(sums)), abs=1e-5) and next_state.min() >= 0
+    # the kept contexts give the Witten-Bell probabilities of the pruned counts
+    text = "the cat on a mat"
+    expected = sum(math.log(reference_prob(pruned, text[:i], c)) for i, c in enumerate(text))
+    assert pruned.log_prob(text) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="min_count"):
+        CharLM.train(CORPUS, min_count=0)
+
+
+def test_beam_search_uses_the_weight_stored_in_the_lm_file(tmp_path):
+    charset = "act o"
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(len(charset) + 1, 0.3), size=(6, 12)).astype(np.float32)
+    lm = CharLM.train(["cat act tact", "o oo"] * 3, order=3)
+    plain = [d.text for d in make_decoder("beam", charset, len(charset))(probs)]
+    lm.weight = 0.0
+    lm.save(tmp_path / "w0.json")
+    lm.weight = 3.0
+    lm.save(tmp_path / "w3.json")
+    with_w0 = make_decoder("beam", charset, len(charset), lm=str(tmp_path / "w0.json"))
+    with_w3 = make_decoder("beam", charset, len(charset), lm=str(tmp_path / "w3.json"))
+    w3_overridden = make_decoder("beam", charset, len(charset), lm=str(tmp_path / "w3.json"), lm_weight=0.0)
+    assert [d.text for d in with_w0(probs)] == plain == [d.text for d in w3_overridden(probs)]
+    assert [d.text for d in with_w3(probs)] != plain
+
+
+def test_bundled_lms_are_found_by_name_and_unknown_names_are_refused(tmp_path):
+    from htr.runtime.models import bundled_lms, resolve_lm
+
+    bundled = bundled_lms()
+    assert {"words", "lines"} <= set(bundled)
+    for name in ("words", "lines"):
+        lm = load_lm(name)
+        assert lm.weight is not None and lm.source.startswith("htr-lm ")
+        assert bundled[name].stat().st_size < 4 * 2**20
+    with pytest.raises(ValueError, match="no such language model file or bundled LM name"):
+        resolve_lm(tmp_path / "nope")
+
+
 def test_load_rejects_other_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
@@ -103,6 +165,17 @@ def test_cli_trains_and_writes_a_model(tmp_path):
     result = CliRunner().invoke(app, [str(text), "-o", str(out), "--order", "3"])
     assert result.exit_code == 0, result.output
     assert CharLM.load(out).order == 3
+
+
+def test_cli_stores_weight_and_min_count(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(CORPUS), encoding="utf-8")
+    out = tmp_path / "lm.json.gz"
+    result = CliRunner().invoke(app, [str(text), "-o", str(out), "--order", "4", "--min-count", "3", "--weight", "0.3"])
+    assert result.exit_code == 0, result.output
+    lm = CharLM.load(out)
+    assert lm.weight == 0.3 and "--min-count 3" in lm.source
+    assert lm.counts == CharLM.train(CORPUS, order=4, min_count=3).counts
 
 
 def test_cli_reports_an_unreadable_file(tmp_path):

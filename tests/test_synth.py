@@ -195,3 +195,22 @@ def test_cli_writes_a_labelled_folder(tmp_path):
     assert len(rows) == 6 and all(" " in r.split("\t")[1] or r.split("\t")[1].isdigit() for r in rows)
     bad = CliRunner().invoke(app, [str(tmp_path / "p"), "--kind", "pages"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("kind", ["words", "lines"])
+def test_text_is_the_sample_text_without_drawing(kind):
+    generator = SynthGenerator(kind, None, "heldout", 11, 0.3, True)
+    assert [generator.text(i) for i in range(25)] == [generator.sample(i).text for i in range(25)]
+
+
+def test_cli_text_only_writes_the_labels_text(tmp_path):
+    from typer.testing import CliRunner
+
+    from htr.train.synth_cli import app
+
+    out = tmp_path / "text" / "lines.txt"
+    result = CliRunner().invoke(app, [str(out), "--kind", "lines", "--count", "40", "--seed", "2", "--text-only"])
+    assert result.exit_code == 0, result.output
+    generator = SynthGenerator("lines", None, "train", 2, 0.1, True)
+    assert out.read_text(encoding="utf-8").splitlines() == [generator.text(i) for i in range(40)]
+    assert not (tmp_path / "text" / "images").exists()

@@ -820,6 +820,19 @@ class SynthGenerator:
             ink = _draw_ttf(text, faces[int(rng.integers(len(faces)))], x_height, rng)
         return Sample(self._finish(ink, rng, x_height), text, hand.name)
 
+    def text(self, index: int) -> str:
+        """The text of `sample(index)`, without drawing it (for language-model text)."""
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, int(index), _KIND_SALT[cfg.kind]])
+        rng.uniform(*AUGMENT.x_height)  # the draws `sample` makes before the text
+        if self._has_digits and rng.random() < cfg.digit_fraction:
+            text = fit_to_charset(_digit_string_text(rng, cfg.charset, cfg.kind), cfg.charset)
+            if any(c.isdigit() for c in text):
+                return text
+        return self._text_and_hand(rng)[0]
+
     def _text_and_hand(self, rng: np.random.Generator) -> tuple[str, Hand]:
         """A label fitted to the charset and a hand that can draw all of it."""
         cfg = self.config
@@ -877,6 +890,28 @@ def _write_range(out_dir: str, start: int, stop: int) -> list[tuple[str, str]]:
             raise OSError(f"{path}: could not write PNG")
         rows.append((rel, s.text))
     return rows
+
+
+def write_texts(
+    out_file: str | Path,
+    kind: str = "words",
+    count: int = 1000,
+    seed: int = 0,
+    split: str = "train",
+    charset: str | None = None,
+    *,
+    digit_fraction: float = 0.1,
+) -> Path:
+    """Write the texts of samples 0..count-1, one per line, without drawing them: text
+    to train a character LM on (`htr-lm`) that matches what the images say."""
+    generator = SynthGenerator(kind, charset, split, seed, digit_fraction, augment=False)
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(generator.text(i) + "\n" for i in range(count))
+    os.replace(tmp, out)
+    return out
 
 
 def write_dataset(

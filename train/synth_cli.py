@@ -34,8 +34,10 @@ def main(
                                          help="Share of MNIST digit strings."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Slant, warp, paper, ink, noise."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per CPU)."),
+    text_only: bool = typer.Option(False, "--text-only", help="Write only the texts, one per line, to OUT (a file): text for htr-lm."),
 ) -> None:
-    """Write COUNT synthetic handwriting images and labels.tsv into OUT."""
+    """Write COUNT synthetic handwriting images and labels.tsv into OUT (or with
+    --text-only, just their texts into the file OUT)."""
     from htr.train import synth
 
     if kind not in synth.KINDS:
@@ -46,6 +48,14 @@ def main(
     if kind == "lines" and " " not in chars:
         raise typer.BadParameter("lines need a space in the charset", param_hint="--charset")
 
+    if text_only:
+        try:
+            path = synth.write_texts(out, kind, count, seed, split, chars, digit_fraction=digit_fraction)
+        except (OSError, ValueError, ImportError) as err:
+            print(f"htr-synth: {err}", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{path}\t{count} {kind} texts, split {split}, seed {seed}")
+        return
     step = max(1, count // 20)
     shown = [0]
 

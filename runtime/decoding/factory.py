@@ -14,7 +14,6 @@ from .constants import (
     DECODER_NAMES,
     DEFAULT_BEAM_WIDTH,
     DEFAULT_LEXICON_MODE,
-    DEFAULT_LM_WEIGHT,
     DEFAULT_PRUNE_THRESHOLD,
     DEFAULT_TOP_K,
     DEFAULT_WORD_LM_WEIGHT,
@@ -99,17 +98,17 @@ def _beam_decoder(
     beam_width: int = DEFAULT_BEAM_WIDTH,
     nbest: int = 1,
     lm: "os.PathLike | str | object | None" = None,
-    lm_weight: float = DEFAULT_LM_WEIGHT,
+    lm_weight: float | None = None,
     prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
     top_k: int = DEFAULT_TOP_K,
 ) -> Decoder:
     check_search_options(beam_width, nbest, prune_threshold, top_k)
     scorer = None
     if lm is not None:
-        from .lm import CharLM, CharLMScorer
+        from .lm import CharLMScorer, load_lm
 
-        model = lm if isinstance(lm, CharLM) else CharLM.load(lm)
-        scorer = CharLMScorer(model, alphabet, weight=lm_weight)
+        model = load_lm(lm)
+        scorer = CharLMScorer(model, alphabet, weight=model.weight_or(lm_weight))
 
     def decode(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
         checked, lengths, _ = as_batch(probs, alphabet, lengths)

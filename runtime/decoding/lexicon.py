@@ -467,12 +467,10 @@ class LexiconDecoder:
             word_lm = WordBigram(self.trie, freqs / freqs[freqs > 0].min(), Counter())
         scorers = [LexiconScorer(self.trie, self.alphabet, mode, word_lm, word_weight)]
         if lm is not None:
-            from .constants import DEFAULT_LM_WEIGHT
-            from .lm import CharLM, CharLMScorer
+            from .lm import CharLMScorer, load_lm
 
-            model = lm if isinstance(lm, CharLM) else CharLM.load(lm)
-            weight = DEFAULT_LM_WEIGHT if lm_weight is None else lm_weight
-            scorers.append(CharLMScorer(model, self.alphabet, weight=weight))
+            model = load_lm(lm)
+            scorers.append(CharLMScorer(model, self.alphabet, weight=model.weight_or(lm_weight)))
         self.scorer = scorers[0] if len(scorers) == 1 else CombinedScorer(scorers)
 
     def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:

@@ -13,6 +13,7 @@ context passes all its mass to its suffix.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections import Counter, defaultdict
@@ -32,6 +33,7 @@ from .constants import (
 
 _FORMAT = "htr-char-lm"
 _VERSION = 1
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class CharLM:
@@ -41,17 +43,32 @@ class CharLM:
     scores a text; `tables(alphabet)` gives the arrays beam search uses.
     """
 
-    def __init__(self, order: int, counts: dict[str, dict[str, int]]):
+    def __init__(self, order: int, counts: dict[str, dict[str, int]], weight: float | None = None,
+                 source: str | None = None):
         if order < 1:
             raise ValueError(f"LM order must be at least 1, got {order}")
+        if weight is not None and not weight >= 0:
+            raise ValueError(f"LM weight must be a number >= 0, got {weight}")
         self.order = int(order)
         #: context (0 to order-1 characters) -> next character -> count
         self.counts = counts
+        #: the weight decoders use when none is given (chosen on held-out data), or None
+        self.weight = None if weight is None else float(weight)
+        #: how the model was made (free text, e.g. the commands), or None
+        self.source = source
         self._tables: dict[tuple, tuple[np.ndarray, np.ndarray, int]] = {}
 
     @classmethod
-    def train(cls, lines: Iterable[str], order: int = DEFAULT_LM_ORDER) -> "CharLM":
-        """Count n-grams of every order up to `order` over lines of text."""
+    def train(cls, lines: Iterable[str], order: int = DEFAULT_LM_ORDER, min_count: int = 1) -> "CharLM":
+        """Count n-grams of every order up to `order` over lines of text.
+
+        min_count: drop contexts (one character or longer) seen fewer times than this.
+        A context is seen at least as often as any longer one that ends with it, so the
+        kept contexts stay closed under suffixes, as the back-off needs; the model and
+        its decoding tables shrink, and rare contexts back off to shorter ones.
+        """
+        if min_count < 1:
+            raise ValueError(f"min_count must be at least 1, got {min_count}")
         if order < 1:
             raise ValueError(f"LM order must be at least 1, got {order}")
         counts: dict[str, Counter] = defaultdict(Counter)
@@ -68,15 +85,19 @@ class CharLM:
                     counts[padded[i - n : i]][char] += 1
         if not counts:
             raise ValueError("no text to train the language model on")
-        return cls(order, {h: dict(c) for h, c in counts.items()})
+        return cls(order, {h: dict(c) for h, c in counts.items() if not h or sum(c.values()) >= min_count})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CharLM":
-        """Read a model written by `save` (ValueError naming the file if it is not one)."""
+        """Read a model written by `save`, gzipped or not (ValueError naming the file if
+        it is not one)."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raw = path.read_bytes()
+            if raw[:2] == _GZIP_MAGIC:
+                raw = gzip.decompress(raw)
+            data = json.loads(raw.decode("utf-8"))
+        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a readable language model file ({err})") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError(f"{path}: not an htr character language model (no format {_FORMAT!r})")
@@ -85,12 +106,32 @@ class CharLM:
                 f"{path}: language model format version {data.get('version')} is newer than "
                 f"this htr understands ({_VERSION})"
             )
-        return cls(int(data["order"]), {h: {c: int(n) for c, n in d.items()} for h, d in data["ngrams"].items()})
+        weight = data.get("weight")
+        try:
+            return cls(int(data["order"]), {h: {c: int(n) for c, n in d.items()} for h, d in data["ngrams"].items()},
+                       weight=None if weight is None else float(weight), source=data.get("source"))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path}: broken language model file ({type(err).__name__}: {err})") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model as JSON (n-gram counts; probabilities are derived on load)."""
-        data = {"format": _FORMAT, "version": _VERSION, "order": self.order, "ngrams": self.counts}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+        """Write the model as JSON (n-gram counts; probabilities are derived on load);
+        gzipped when the name ends in .gz."""
+        data: dict = {"format": _FORMAT, "version": _VERSION, "order": self.order}
+        if self.weight is not None:
+            data["weight"] = self.weight
+        if self.source:
+            data["source"] = self.source
+        data["ngrams"] = self.counts
+        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if str(path).endswith(".gz"):
+            raw = gzip.compress(raw, compresslevel=9, mtime=0)  # mtime 0: the same text gives the same bytes
+        Path(path).write_bytes(raw)
+
+    def weight_or(self, weight: float | None) -> float:
+        """The weight to use: `weight` if given, else the file's own, else the default."""
+        if weight is not None:
+            return float(weight)
+        return self.weight if self.weight is not None else DEFAULT_LM_WEIGHT
 
     @property
     def vocabulary(self) -> list[str]:
@@ -118,7 +159,7 @@ class CharLM:
         return self._tables[key]
 
     def _compile(self, alphabet: Alphabet) -> tuple[np.ndarray, np.ndarray, int]:
-        contexts = sorted(self.counts, key=lambda h: (len(h), h))
+        contexts = sorted(self.counts, key=len)
         index = {h: i for i, h in enumerate(contexts)}
         strings = alphabet.class_strings
         column = {s: c for c, s in enumerate(strings) if s}
@@ -129,14 +170,16 @@ class CharLM:
         parent = np.array([index.get(h[1:], 0) for h in contexts])
         length = np.array([len(h) for h in contexts])
 
+        # Every (context, next character, count) as flat arrays, then one scatter.
+        tables = [self.counts[h] for h in contexts]
+        types = np.array([len(t) for t in tables], dtype=np.float64)
+        rows_ = np.repeat(np.arange(states), types.astype(np.int64))
+        cols_ = np.array([column.get(c, -1) for t in tables for c in t], dtype=np.int64)
+        counts_ = np.array([n for t in tables for n in t.values()], dtype=np.float64)
+        totals = np.bincount(rows_, weights=counts_, minlength=states)
         seen = np.zeros((states, classes))
-        for h, following in self.counts.items():
-            row = index[h]
-            for char, n in following.items():
-                if char in column:
-                    seen[row, column[char]] = n
-        totals = np.array([sum(self.counts[h].values()) for h in contexts], dtype=np.float64)
-        types = np.array([len(self.counts[h]) for h in contexts], dtype=np.float64)
+        keep = cols_ >= 0
+        seen[rows_[keep], cols_[keep]] = counts_[keep]
 
         prob = np.zeros((states, classes))
         uniform = np.where(known, 1.0 / max(len(vocab), 1), 0.0)
@@ -149,9 +192,11 @@ class CharLM:
             logp = np.log(prob).astype(np.float32)
 
         next_state = np.full((states, classes), -1, dtype=np.int32)
-        for h in contexts:
-            if h and h[-1] in column and h[:-1] in index:
-                next_state[index[h[:-1]], column[h[-1]]] = index[h]
+        grows = [(index[h[:-1]], column[h[-1]], i) for i, h in enumerate(contexts)
+                 if h and h[-1] in column and h[:-1] in index]
+        if grows:
+            src, col, dst = np.array(grows, dtype=np.int64).T
+            next_state[src, col] = dst
         next_state[0][next_state[0] < 0] = 0
         for level in range(1, length.max() + 1):
             rows = np.nonzero(length == level)[0]
@@ -162,6 +207,16 @@ class CharLM:
             next_state[rows] = np.where(use_own, own, inherited)
         start = index.get(LM_LINE_START, 0)
         return logp, next_state, start
+
+
+def load_lm(lm: "CharLM | str | os.PathLike") -> CharLM:
+    """A `CharLM` itself, or one read from a file or named by a bundled LM's name
+    ("words", "lines"; see `htr.runtime.models.resolve_lm`)."""
+    if isinstance(lm, CharLM):
+        return lm
+    from ..models import resolve_lm
+
+    return CharLM.load(resolve_lm(lm))
 
 
 class CharLMScorer:

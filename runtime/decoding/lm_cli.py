@@ -1,8 +1,10 @@
-"""`htr-lm TEXT -o lm.json`: train a character language model for beam search."""
+"""`htr-lm TEXT -o lm.json[.gz]`: train a character language model for beam search."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -14,8 +16,13 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command()
 def main(
     text: list[Path] = typer.Argument(..., help="Text files to learn from (UTF-8, one line of text per line)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the model (JSON)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the model (JSON; gzipped if the name ends in .gz)."),
     order: int = typer.Option(DEFAULT_LM_ORDER, "--order", min=1, max=10, help="n-gram order in characters."),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="Drop contexts seen fewer times (smaller, faster to load)."),
+    weight: Optional[float] = typer.Option(
+        None, "--weight", min=0.0,
+        help="Weight decoders use with this LM unless --lm-weight says otherwise (choose it on held-out data).",
+    ),
 ) -> None:
     """Train a character n-gram model (Witten-Bell smoothing) from TEXT files."""
     from .lm import CharLM
@@ -28,7 +35,11 @@ def main(
             typer.echo(f"htr-lm: {path}: cannot read ({err})", err=True)
             raise typer.Exit(2) from None
     try:
-        model = CharLM.train(lines, order=order)
+        model = CharLM.train(lines, order=order, min_count=min_count)
+        model.weight = weight
+        args = [str(p) for p in text] + ["-o", str(output), "--order", str(order), "--min-count", str(min_count)]
+        args += ["--weight", str(weight)] if weight is not None else []
+        model.source = "htr-lm " + " ".join(shlex.quote(a) for a in args)
     except ValueError as err:
         typer.echo(f"htr-lm: {err}", err=True)
         raise typer.Exit(2) from None
