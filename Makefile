@@ -33,6 +33,8 @@ demo: $(STAMP_RUNTIME)
 	$(BIN)/htr-eval samples/words --model $(WORD_MODEL)
 	$(BIN)/htr-eval samples/digits --model $(WORD_MODEL)
 	$(BIN)/htr-eval samples/lines --model $(LINE_MODEL)
+	$(BIN)/htr-eval samples/words --model $(WORD_MODEL) --decoder beam --lm words
+	$(BIN)/htr-eval samples/lines --model $(LINE_MODEL) --decoder beam --lm lines
 
 test: $(STAMP_ALL)
 	$(BIN)/python -m pytest -q
