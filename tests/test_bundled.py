@@ -40,7 +40,8 @@ def test_word_and_line_models_are_bundled_small_and_describe_their_training():
         assert path.stat().st_size < 8 * 2**20, f"{path} should be a few MB"
         spec = Engine(path).spec
         source = spec.source
-        assert source["command"].startswith("htr-train ")
+        assert source["command"].startswith(("htr-train ", "python -m htr.train.average "))
+        assert all(c.startswith(("htr-train ", "python -m htr.train.average ")) for c in source.get("commands", []))
         assert source["data"] == ("synth:words" if name == "word" else "synth:lines")
         assert source["epochs"] >= 1 and 0.0 <= source["val_cer"] < 1.0
         assert (" " in spec.charset) == (name == "line")

@@ -243,3 +243,31 @@ def test_the_bundled_models_keras_checkpoints_start_a_lean_run():
         assert result["skipped"] == [], (name, result["skipped"])
         spec = ModelSpec.from_json(root / f"{name}.json")
         assert spec.charset == built.spec.charset and spec.source["architecture"] == "lean"
+
+
+def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set):
+    from htr.train.average import average_weights, main
+
+    paths = []
+    for k in range(2):
+        built = models.build("tiny", "abcdef")
+        folder = tmp_path / f"run{k}"
+        folder.mkdir()
+        built.inference.save(folder / "model.keras")
+        built.spec.with_source(command=f"htr-train run{k}", epochs=k + 1, val_cer=0.5).save_json(folder / "model.json")
+        paths.append(folder / "model.keras")
+    out = tmp_path / "avg"
+    assert main([str(p) for p in paths] + ["--out", str(out), "--val", str(tiny_set)]) == 0
+    ins = [keras.saving.load_model(p, compile=False).get_weights() for p in paths]
+    got = keras.saving.load_model(out / "model.keras", compile=False).get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(*ins))  # two different starts, or the test proves nothing
+    for a, b, mean in zip(ins[0], ins[1], got):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-6, atol=1e-7)
+    source = ModelSpec.from_json(out / "model.json").source
+    assert source["commands"][:2] == ["htr-train run0", "htr-train run1"]
+    assert source["command"].startswith("python -m htr.train.average ") and source["epochs"] == 2
+    assert 0.0 <= source["val_cer"] <= 1.5 and source["val_samples"] == 120
+    with pytest.raises(ValueError, match="not the same architecture"):
+        average_weights([[np.zeros(3)], [np.zeros(4)]])
+    with pytest.raises(SystemExit):  # one model is no average
+        main([str(paths[0]), "--out", str(out)])
