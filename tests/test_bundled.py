@@ -21,7 +21,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 #: model name, samples folder, highest CER accepted (fraction)
 READS = [("word", "words", 0.12), ("word", "digits", 0.18), ("line", "lines", 0.12)]
 #: the same with beam search and the bundled character LM of the same name
-READS_LM = [("word", "words", "words", 0.10), ("line", "lines", "lines", 0.11)]
+READS_LM = [("word", "words", "words", 0.09), ("line", "lines", "lines", 0.09)]
 
 
 def _runner() -> CliRunner:
