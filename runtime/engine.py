@@ -54,7 +54,8 @@ class Engine:
     provider: "cpu", "cuda" or "tensorrt". CUDA/TensorRT are checked after the session
         is created: if onnxruntime fell back to the CPU, `ProviderError` is raised rather
         than running slowly without saying so.
-    threads: CPU threads for the model (None: onnxruntime's default, one per core). With
+    threads: CPU threads for the model (None: onnxruntime's default, one per physical core,
+        with one stream; with several, the logical CPUs this process may use). With
         several streams they are shared out: each stream gets threads // streams.
     streams: how many batches the model runs at once; a `Recognizer` keeps this many in
         flight. 1: one batch at a time on all the threads. None: AUTO_STREAMS on the CPU
