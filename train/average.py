@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metas = []
     for path in args.models:
-        sidecar = path.with_name("model.json") if path.name == "model.keras" else path.with_suffix(".json")
+        sidecar = path.with_suffix(".json")  # htr-train writes model.json beside model.keras
         if not sidecar.is_file():
             print(f"{path}: no {sidecar.name} beside it (the metadata htr-train writes)", file=sys.stderr)
             return 2
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "file": "model.keras",
     })
     if args.val is not None:
-        spec = ModelSpec.from_json(json.dumps(meta))
+        spec = ModelSpec.from_json(args.models[0].with_suffix(".json"))
         cer, n = greedy_cer(model, spec, args.val)
         source.update({"val_cer": cer, "val_data": f"{args.val} (labelled folder, greedy)", "val_samples": n})
         print(f"average of {len(args.models)}: greedy CER {100 * cer:.2f}% on {n} images of {args.val}")

@@ -36,7 +36,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -801,18 +801,10 @@ class SynthGenerator:
 
     def sample(self, index: int) -> Sample:
         """The sample at `index` (>= 0): the same pixels and text on every call, in any order."""
-        if index < 0:
-            raise ValueError(f"index must be >= 0, got {index}")
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, int(index), _KIND_SALT[cfg.kind]])
-        aug = AUGMENT
-        x_height = rng.uniform(*aug.x_height)
-        if self._has_digits and rng.random() < cfg.digit_fraction:
-            text = fit_to_charset(_digit_string_text(rng, cfg.charset, cfg.kind), cfg.charset)
-            if any(c.isdigit() for c in text):
-                ink = _draw_mnist(text, cfg.split, x_height, rng)
-                return Sample(self._finish(ink, rng, x_height), text, MNIST_HAND)
-        text, hand = self._text_and_hand(rng)
+        rng, x_height, text, hand = self._label(index)
+        if hand is None:
+            ink = _draw_mnist(text, self.config.split, x_height, rng)
+            return Sample(self._finish(ink, rng, x_height), text, MNIST_HAND)
         if hand.source == "hershey":
             ink = _draw_hershey(text, hand.package, x_height, rng)
         else:
@@ -822,16 +814,22 @@ class SynthGenerator:
 
     def text(self, index: int) -> str:
         """The text of `sample(index)`, without drawing it (for language-model text)."""
+        return self._label(index)[2]
+
+    def _label(self, index: int) -> tuple[np.random.Generator, float, str, Hand | None]:
+        """Sample `index`'s generator (advanced past the text), x-height, text and hand
+        (None: real MNIST digits)."""
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, int(index), _KIND_SALT[cfg.kind]])
-        rng.uniform(*AUGMENT.x_height)  # the draws `sample` makes before the text
+        x_height = rng.uniform(*AUGMENT.x_height)
         if self._has_digits and rng.random() < cfg.digit_fraction:
             text = fit_to_charset(_digit_string_text(rng, cfg.charset, cfg.kind), cfg.charset)
             if any(c.isdigit() for c in text):
-                return text
-        return self._text_and_hand(rng)[0]
+                return rng, x_height, text, None
+        text, hand = self._text_and_hand(rng)
+        return rng, x_height, text, hand
 
     def _text_and_hand(self, rng: np.random.Generator) -> tuple[str, Hand]:
         """A label fitted to the charset and a hand that can draw all of it."""
@@ -907,11 +905,16 @@ def write_texts(
     generator = SynthGenerator(kind, charset, split, seed, digit_fraction, augment=False)
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(generator.text(i) + "\n" for i in range(count))
-    os.replace(tmp, out)
+    _replace_lines(out, (generator.text(i) for i in range(count)))
     return out
+
+
+def _replace_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write `lines` to `path` through a temporary file, so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
 
 
 def write_dataset(
@@ -961,8 +964,5 @@ def write_dataset(
                 rows += part
                 if progress:
                     progress(len(rows))
-    tmp = out / "labels.tsv.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(f"{rel}\t{text}\n" for rel, text in rows)
-    os.replace(tmp, out / "labels.tsv")
+    _replace_lines(out / "labels.tsv", (f"{rel}\t{text}" for rel, text in rows))
     return out
