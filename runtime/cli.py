@@ -59,6 +59,7 @@ _lm_opt = typer.Option(None, "--lm", help="Character n-gram LM for beam/lexicon:
 _lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM (default: the one stored in the LM file, else 0.5).")
 _nbest_opt = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl).")
 _spell_opt = typer.Option(False, "--spell", help="Spelling-correction post-pass (greedy, beam), as the line-level seed had.")
+_chars_opt = typer.Option(None, "--chars", help="Read only these characters, e.g. '0123456789/' for a column of dates; 'digits' = 0-9 and the separators / . , : - and space.")
 _mode_opt = typer.Option(None, "--lexicon-mode", help="Lexicon decoding for 'words' (one word per image) or 'lines'. Default: from the model.")
 
 
@@ -70,7 +71,7 @@ def _fail(message: str, code: int = 2) -> "typer.Exit":
 def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_width: int,
            batch_size: int, threads: Optional[int], streams: Optional[int], lexicon: Optional[Path],
            lm: Optional[str], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
-           lexicon_mode: Optional[str], prog: str) -> Any:
+           lexicon_mode: Optional[str], prog: str, chars: Optional[str] = None) -> Any:
     """Engine + decoder + Recognizer from CLI options; usage problems exit with code 2."""
     from .decoding import make_decoder
     from .engine import Engine
@@ -85,7 +86,7 @@ def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_
     spec = engine.spec
     if decoder is DecoderName.greedy and (lm or lm_weight is not None):
         raise _fail(f"{prog}: error: --lm and --lm-weight need --decoder beam or lexicon (greedy uses no LM)")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"chars": chars}
     if decoder is not DecoderName.greedy:
         options.update(beam_width=beam_width, nbest=nbest, lm=str(lm) if lm else None, lm_weight=lm_weight)
     if decoder is DecoderName.lexicon:
@@ -121,6 +122,7 @@ def run(
     nbest: Optional[int] = _nbest_opt,
     spell: bool = _spell_opt,
     lexicon_mode: Optional[str] = _mode_opt,
+    chars: Optional[str] = _chars_opt,
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
 ) -> None:
     from .images import list_images
@@ -128,7 +130,7 @@ def run(
 
     prog = "htr-run"
     recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
-                        lm_weight, nbest, spell, lexicon_mode, prog)
+                        lm_weight, nbest, spell, lexicon_mode, prog, chars)
     images, problems = list_images(paths, recursive=recursive)
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
@@ -179,6 +181,7 @@ def evaluate(
     lm_weight: Optional[float] = _lm_weight_opt,
     spell: bool = _spell_opt,
     lexicon_mode: Optional[str] = _mode_opt,
+    chars: Optional[str] = _chars_opt,
     split: SplitName = typer.Option(SplitName.all, "--split", help="IAM/tsv split: all, train, or val (every 10th record, as the seed notebook)."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="File of validation ids (one per line)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N samples."),
@@ -201,7 +204,7 @@ def evaluate(
     if not samples:
         raise _fail(f"{prog}: error: {labelled}: no labelled images to evaluate")
     recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
-                        lm_weight, None, spell, lexicon_mode, prog)
+                        lm_weight, None, spell, lexicon_mode, prog, chars)
     unknown = set("".join(s.text for s in samples)) - set(recognizer.engine.spec.charset)
     if unknown:
         sys.stderr.write(

@@ -112,6 +112,18 @@ def test_run_beam_with_a_bundled_lm_by_name(folder, tiny_models):
     assert len(result.stdout.strip().splitlines()) == len(list(folder.glob("*.png")))
 
 
+def test_run_reads_only_the_chars_asked_for(folder, tiny_models):
+    model = ["-m", str(tiny_models["fixed"])]
+    result = _runner().invoke(run_app, [str(folder), *model, "--chars", "b", "--format", "tsv"])
+    assert result.exit_code == 0, result.stderr
+    texts = [row.split("\t")[1] for row in result.stdout.splitlines()[1:]]
+    assert len(texts) == len(WORDS) and all(set(t) <= {"b"} for t in texts)
+    assert texts[3] == "b"  # without --chars three of the four read an 'a'
+    result = _runner().invoke(run_app, [str(folder), *model, "--chars", "bz"])
+    assert result.exit_code == 2 and "'z' not in the model's charset" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_run_cuda_absent_is_a_loud_error(folder, tiny_models):
     import onnxruntime
 

@@ -95,3 +95,47 @@ def test_importing_decoding_pulls_in_no_heavy_module():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _o_or_l() -> np.ndarray:
+    """'-h-e-l-?-': the fourth letter is 'o' (0.6) more than 'l' (0.3)."""
+    probs = reading("-h-e-l-o-")
+    probs[7] = 0.1 / (len(CHARSET) - 1)
+    probs[7, CHARSET.index("o") + 1] = 0.6
+    probs[7, CHARSET.index("l") + 1] = 0.3
+    return probs
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("greedy", {}),
+        ("beam", {"beam_width": 4}),
+        ("beam", {"lm": CharLM.train(["helo world"], order=3), "lm_weight": 0.3}),
+        ("lexicon", {"lexicon": ["hello", "helo", "hell"], "mode": "words"}),
+    ],
+)
+def test_chars_restricts_what_every_decoder_reads(name, options):
+    probs = _o_or_l()
+    assert make_decoder(name, CHARSET, BLANK, **options)(probs[None])[0].text == "helo"
+    restricted = make_decoder(name, CHARSET, BLANK, chars="hel", **options)
+    result = restricted(probs[None])[0]
+    assert result.text == "hell"
+    assert 0.0 < result.confidence <= 1.0
+
+
+def test_chars_names_a_set_and_rejects_characters_the_model_lacks():
+    charset = "0123456789/a"  # class 0 is the blank, so '0' is class 1 and 'a' class 12
+    probs = np.full((3, len(charset) + 1), 0.01)
+    probs[0, 12], probs[0, 11] = 0.6, 0.3  # 'a', then '/'
+    probs[1, 0] = 0.9
+    probs[2, 10] = 0.9  # '9'
+    assert make_decoder("greedy", charset, 0)(probs[None])[0].text == "a9"
+    decode = make_decoder("greedy", charset, 0, chars="digits")  # the model has no space, '.', ...
+    assert decode(probs[None])[0].text == "/9"
+    with pytest.raises(ValueError, match=r"'xy' not in the model's charset of 12 characters"):
+        make_decoder("greedy", charset, 0, chars="1xy")
+    with pytest.raises(ValueError, match="none of"):
+        make_decoder("greedy", "abc", 0, chars="digits")
+    with pytest.raises(ValueError, match="non-empty"):
+        make_decoder("beam", "abc", 0, chars="")

@@ -24,13 +24,17 @@ from .result import Decoded
 Decoder = Callable[[np.ndarray, "np.ndarray | None"], list[Decoded]]
 
 _OPTIONS = {
-    "greedy": {"spell"},
-    "beam": {"beam_width", "nbest", "lm", "lm_weight", "prune_threshold", "top_k", "spell"},
+    "greedy": {"spell", "chars"},
+    "beam": {"beam_width", "nbest", "lm", "lm_weight", "prune_threshold", "top_k", "spell", "chars"},
     "lexicon": {
         "beam_width", "nbest", "lm", "lm_weight", "prune_threshold", "top_k",
-        "lexicon", "mode", "bigram", "word_weight",
+        "lexicon", "mode", "bigram", "word_weight", "chars",
     },
 }
+
+#: Named character sets for the ``chars`` option: the characters of each that the
+#: model has (so ``digits`` works with a word model that has no space).
+CHAR_SETS = {"digits": "0123456789 /.,:-"}
 
 
 def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options) -> Decoder:
@@ -47,8 +51,9 @@ def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options)
       lines mode) and ``word_weight``.
 
     ``spell`` may be a lexicon (file, words, `Lexicon`) or True for the default
-    English list. Options set to None take their defaults. Unknown names or
-    options raise ValueError.
+    English list. Every decoder also takes ``chars``: only these characters may be
+    read (a string of them, or a name in `CHAR_SETS`), e.g. a column of dates. Options
+    set to None take their defaults. Unknown names or options raise ValueError.
     """
     if name not in DECODER_NAMES:
         raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(DECODER_NAMES)}")
@@ -60,6 +65,10 @@ def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options)
             f"it takes {', '.join(sorted(_OPTIONS[name]))}"
         )
     alphabet = Alphabet.from_charset(charset, blank)
+    chars = options.pop("chars", None)
+    if chars is not None:
+        keep = allowed_classes(alphabet, chars)
+        return restrict_to(make_decoder(name, alphabet.chars, alphabet.blank, **options), keep)
     if name == "lexicon":
         from .lexicon import LexiconDecoder
 
@@ -90,6 +99,47 @@ def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options)
 
         return decode
     return _beam_decoder(alphabet, spell, **options)
+
+
+def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
+    """Boolean mask of the classes `chars` leaves readable (the blank always is).
+
+    `chars` is a string of characters, each of which the model must have, or a name in
+    `CHAR_SETS` (whose characters the model lacks are left out)."""
+    if not isinstance(chars, str) or not chars:
+        raise ValueError("chars must be a non-empty string of characters or a set name "
+                         f"({', '.join(CHAR_SETS)})")
+    have = set(alphabet.chars)
+    if chars in CHAR_SETS:
+        wanted = [c for c in CHAR_SETS[chars] if c in have]
+        if not wanted:
+            raise ValueError(f"chars {chars!r}: the model has none of {CHAR_SETS[chars]!r}")
+    else:
+        wanted = list(dict.fromkeys(chars))
+        missing = "".join(c for c in wanted if c not in have)
+        if missing:
+            raise ValueError(
+                f"chars: {missing!r} not in the model's charset of {len(alphabet.chars)} characters "
+                f"(expected a subset of {''.join(alphabet.chars)!r})"
+            )
+    keep = np.zeros(alphabet.num_classes, dtype=bool)
+    keep[alphabet.blank] = True
+    keep[[alphabet.class_of(c) for c in wanted]] = True
+    return keep
+
+
+def restrict_to(decode: Decoder, keep: np.ndarray) -> Decoder:
+    """`decode` reading only the classes in the boolean mask `keep`: the others'
+    probability is set to 0 and every frame renormalised before decoding."""
+    def restricted(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        probs = np.asarray(probs)
+        if probs.ndim not in (2, 3) or probs.shape[-1] != keep.size:
+            return decode(probs, lengths)  # let the decoder name the mismatch
+        kept = np.where(keep, probs.astype(np.float32, copy=False), np.float32(0.0))
+        kept /= np.maximum(kept.sum(axis=-1, keepdims=True), np.float32(1e-30))
+        return decode(kept, lengths)
+
+    return restricted
 
 
 def _beam_decoder(
