@@ -19,9 +19,9 @@ from htr.runtime.models import bundled_models, resolve_model
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 #: model name, samples folder, highest CER accepted (fraction)
-READS = [("word", "words", 0.12), ("word", "digits", 0.18), ("line", "lines", 0.12)]
+READS = [("word", "words", 0.10), ("word", "digits", 0.14), ("line", "lines", 0.12)]
 #: the same with beam search and the bundled character LM of the same name
-READS_LM = [("word", "words", "words", 0.09), ("line", "lines", "lines", 0.09)]
+READS_LM = [("word", "words", "words", 0.07), ("line", "lines", "lines", 0.09)]
 
 
 def _runner() -> CliRunner:
