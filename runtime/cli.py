@@ -59,7 +59,7 @@ _lm_opt = typer.Option(None, "--lm", help="Character n-gram LM for beam/lexicon:
 _lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM (default: the one stored in the LM file, else 0.5).")
 _nbest_opt = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl).")
 _spell_opt = typer.Option(False, "--spell", help="Spelling-correction post-pass (greedy, beam), as the line-level seed had.")
-_chars_opt = typer.Option(None, "--chars", help="Read only these characters, e.g. '0123456789/' for a column of dates; 'digits' = 0-9 and the separators / . , : - and space.")
+_chars_opt = typer.Option(None, "--chars", help="Read only these characters, e.g. '0-9/' for a column of dates (ranges as in tr); 'digits' = 0-9 and the separators / . , : - and space.")
 _mode_opt = typer.Option(None, "--lexicon-mode", help="Lexicon decoding for 'words' (one word per image) or 'lines'. Default: from the model.")
 
 

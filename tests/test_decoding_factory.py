@@ -135,6 +135,11 @@ def test_chars_names_a_set_and_rejects_characters_the_model_lacks():
     assert decode(probs[None])[0].text == "/9"
     with pytest.raises(ValueError, match=r"'xy' not in the model's charset of 12 characters"):
         make_decoder("greedy", charset, 0, chars="1xy")
+    ranged = make_decoder("greedy", charset, 0, chars="0-9/")  # a range, as in tr
+    assert ranged(probs[None])[0].text == "/9"
+    assert make_decoder("greedy", charset, 0, chars="0-8")(probs[None])[0].text == ""
+    with pytest.raises(ValueError, match="runs backwards"):
+        make_decoder("greedy", charset, 0, chars="9-0")
     with pytest.raises(ValueError, match="none of"):
         make_decoder("greedy", "abc", 0, chars="digits")
     with pytest.raises(ValueError, match="non-empty"):

@@ -2,7 +2,7 @@
 average the weights of models trained from one starting point (a "model soup").
 
 Fine-tunes of one model with different seeds end near each other, and the mean of their
-weights often reads better than any of them: the bundled line model is one. Every input
+weights often reads better than any of them: the bundled word model is one. Every input
 must be the same architecture (same layers, same weight shapes) with its `model.json`
 beside it. Writes DIR/model.keras and DIR/model.json (the first input's metadata, whose
 `htr.source` lists every input's training and, with `--val`, the average's own greedy

@@ -104,7 +104,8 @@ def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options)
 def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
     """Boolean mask of the classes `chars` leaves readable (the blank always is).
 
-    `chars` is a string of characters, each of which the model must have, or a name in
+    `chars` is a string of characters, each of which the model must have, with ranges
+    such as ``0-9`` or ``a-z`` (a ``-`` first or last is itself), or a name in
     `CHAR_SETS` (whose characters the model lacks are left out)."""
     if not isinstance(chars, str) or not chars:
         raise ValueError("chars must be a non-empty string of characters or a set name "
@@ -115,7 +116,7 @@ def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
         if not wanted:
             raise ValueError(f"chars {chars!r}: the model has none of {CHAR_SETS[chars]!r}")
     else:
-        wanted = list(dict.fromkeys(chars))
+        wanted = list(dict.fromkeys(_expand_ranges(chars)))
         missing = "".join(c for c in wanted if c not in have)
         if missing:
             raise ValueError(
@@ -126,6 +127,22 @@ def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
     keep[alphabet.blank] = True
     keep[[alphabet.class_of(c) for c in wanted]] = True
     return keep
+
+
+def _expand_ranges(chars: str) -> str:
+    """'0-9/' -> '0123456789/': a '-' between two characters spans them (as in `tr`)."""
+    out, i = [], 0
+    while i < len(chars):
+        if i + 2 < len(chars) and chars[i + 1] == "-":
+            lo, hi = chars[i], chars[i + 2]
+            if ord(lo) > ord(hi):
+                raise ValueError(f"chars: range {lo}-{hi} runs backwards")
+            out.extend(map(chr, range(ord(lo), ord(hi) + 1)))
+            i += 3
+        else:
+            out.append(chars[i])
+            i += 1
+    return "".join(out)
 
 
 def restrict_to(decode: Decoder, keep: np.ndarray) -> Decoder:
