@@ -88,12 +88,14 @@ class AugmentRanges:
 
 
 AUGMENT = AugmentRanges()
+# The hardest style that a person still reads without effort: every effect at the top of
+# its training range or beyond, none so strong that the writing is lost.
 HARD = AugmentRanges(
     glyph_jitter=(0.8, 1.5), shear=(-0.55, 0.6), rotation_deg=(-5.0, 5.0), stretch=(0.7, 1.3),
-    elastic_px=(1.5, 3.0), elastic_p=0.8, thin_p=0.25, bold_p=0.35, bold_px=3.5, pressure_p=0.5,
-    pressure=(0.4, 0.8), neighbour_p=0.5, blur_p=0.7, blur_sigma=(0.5, 1.3), paper=(165.0, 240.0),
-    texture_amp=(8.0, 28.0), light=(15.0, 55.0), ruled_p=0.4, ink=(30.0, 140.0), min_contrast=40.0,
-    noise_sigma=(3.0, 11.0), jpeg_p=0.6, jpeg_quality=(15, 50), binarise_p=0.15,
+    elastic_px=(1.0, 2.5), elastic_p=0.8, thin_p=0.25, bold_p=0.35, bold_px=2.5, pressure_p=0.5,
+    pressure=(0.45, 0.85), neighbour_p=0.5, blur_p=0.7, blur_sigma=(0.4, 1.1), paper=(170.0, 245.0),
+    texture_amp=(5.0, 22.0), light=(10.0, 45.0), ruled_p=0.4, ink=(20.0, 130.0), min_contrast=50.0,
+    noise_sigma=(2.0, 9.0), jpeg_p=0.6, jpeg_quality=(20, 60), binarise_p=0.15,
 )
 CLEAN = AugmentRanges(
     glyph_jitter=(0.0, 0.3), shear=(-0.05, 0.05), rotation_deg=(-0.5, 0.5), stretch=(0.95, 1.05),
@@ -245,10 +247,11 @@ def lay_on_paper(ink: np.ndarray, rng: np.random.Generator, x_height: float, aug
     ink_level = min(rng.uniform(*aug.ink), paper_level - aug.min_contrast)
     image = paper + (ink_level - paper) * alpha
     sigma = rng.uniform(*aug.noise_sigma)
-    if sigma > 0.5:
+    binarise = rng.random() < aug.binarise_p
+    if sigma > 0.5 and not binarise:  # a black-and-white scanner thresholds before noise matters
         image += rng.standard_normal((h, w), dtype=np.float32) * np.float32(sigma)
     out = np.clip(image + 0.5, 0, 255).astype(np.uint8)
-    if rng.random() < aug.binarise_p:
+    if binarise:
         _, out = cv2.threshold(out, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     if rng.random() < aug.jpeg_p:
         q = int(rng.integers(aug.jpeg_quality[0], aug.jpeg_quality[1] + 1))

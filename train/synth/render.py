@@ -194,7 +194,7 @@ def draw_mnist(text: str, split: str, x_height: float, rng: np.random.Generator)
                 cv2.circle(sep, (5, h // 2), pen, 255, -1, cv2.LINE_AA)
                 cv2.circle(sep, (5, h - 2), pen, 255, -1, cv2.LINE_AA)
             pieces.append((sep, 0))
-    digit_gaps = [int(rng.integers(-2, 6)) for _ in pieces]
+    digit_gaps = [int(rng.integers(0, 6)) for _ in pieces]  # touching digits, never one over another
     width = sum(p.shape[1] for p, _ in pieces) + sum(digit_gaps) + 20
     canvas = np.zeros((h + 20, max(width, 1)), np.uint8)
     x = 10
