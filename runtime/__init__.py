@@ -7,6 +7,12 @@ Public names are imported lazily so that `htr-run --help` starts instantly:
 
 from __future__ import annotations
 
+if __name__ != "htr.runtime":  # e.g. `import runtime` from the repository root
+    raise ImportError(
+        f"the folder runtime/ is the package htr.runtime: import htr.runtime, not {__name__} "
+        "(a second copy of every module, with its own exception classes, would load)"
+    )
+
 import importlib
 from typing import Any
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ class Recognizer:
     def _load(self, path: Path) -> np.ndarray:
         return self.preprocessor.fit(load_image(path))
 
-    def _submit_chunk(self, chunk: list[tuple[Path, Future]], submit: "Submit") -> "_Window":
+    def _submit_chunk(self, chunk: list[tuple[Path, Future]], submit: Submit) -> _Window:
         """Wait for a chunk's images, then queue its batches on the model."""
         failed: dict[int, str] = {}
         loaded: list[tuple[int, np.ndarray]] = []
@@ -139,7 +140,7 @@ class Recognizer:
         window.positions = [i for i, _ in loaded]
         return window
 
-    def _finish_chunk(self, window: "_Window") -> list[Recognition]:
+    def _finish_chunk(self, window: _Window) -> list[Recognition]:
         """Decode a submitted chunk; one `Recognition` per path, in order."""
         results: list[Recognition | None] = [None] * len(window.paths)
         for i, message in window.failed.items():
@@ -153,7 +154,7 @@ class Recognizer:
                 results[i] = Recognition(path, result)
         return results  # type: ignore[return-value]
 
-    def _submit_window(self, images: list[np.ndarray], submit: "Submit") -> "_Window":
+    def _submit_window(self, images: list[np.ndarray], submit: Submit) -> _Window:
         """Batch fitted images (grouped by width for dynamic models) and queue each batch."""
         order = list(range(len(images)))
         if self.engine.spec.dynamic_width:
@@ -165,7 +166,7 @@ class Recognizer:
             window.jobs.append((idx, batch, submit(self.engine.run, batch.pixels)))
         return window
 
-    def _decode_window(self, window: "_Window") -> list[tuple[int, Decoded | HtrError]]:
+    def _decode_window(self, window: _Window) -> list[tuple[int, Decoded | HtrError]]:
         """(index in the window, Decoded or the HtrError of its batch), in input order."""
         out: list[tuple[int, Decoded | HtrError] | None] = [None] * window.size
         for idx, batch, future in window.jobs:

@@ -16,7 +16,7 @@ from runtime_fixtures import draw_word, make_tiny_model, tiny_spec
 from htr.runtime import Engine, Recognizer, make_decoder
 from htr.runtime.constants import SEED_WORD_CHARSET
 from htr.runtime.errors import ImageError, MetadataError, ModelError, ProviderError
-from htr.runtime.images import decode_image, list_images, load_image
+from htr.runtime.images import list_images, load_image
 from htr.runtime.metadata import InputSpec, ModelSpec, seed_word_spec
 from htr.runtime.preprocess import Preprocessor
 
