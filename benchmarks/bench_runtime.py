@@ -654,10 +654,10 @@ def bench_seed(subject: Subject, samples, plan: Plan) -> dict:
 
 
 def make_decoder_for(name: str, subject: Subject):
-    from htr.runtime import make_decoder
+    """The decoder htr-run builds for --decoder NAME (the lexicon mode from the charset)."""
+    from htr.runtime.decoding import build_decoder, decoder_options
 
-    options = {"mode": "lines" if subject.kind == "line" else "words"} if name == "lexicon" else {}
-    return make_decoder(name, subject.spec.charset, subject.spec.blank, **options)
+    return build_decoder(decoder_options(name), subject.spec.charset, subject.spec.blank)
 
 
 def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], samples, plan: Plan,

@@ -3,6 +3,10 @@
 Public names are imported lazily so that `htr-run --help` starts instantly:
 
     from htr.runtime import Engine, Recognizer, ModelSpec, greedy_decode, beam_search_decode
+
+The path: images -> `Recognizer.emissions` (load, preprocess, `Engine`) -> `Emissions`
+-> `decode` with a `Decoder` from `build_decoder(GreedyOptions() | BeamOptions() |
+LexiconOptions(), charset, blank)` -> one `Recognition` per image.
 """
 
 from __future__ import annotations
@@ -31,10 +35,17 @@ _EXPORTS = {
     "Engine": "engine",
     "Recognizer": "pipeline",
     "Recognition": "pipeline",
+    "Emissions": "pipeline",
+    "decode": "pipeline",
     "Decoded": "decoding",
+    "Decoder": "decoding",
     "greedy_decode": "decoding",
     "beam_search_decode": "decoding",
     "make_decoder": "decoding",
+    "build_decoder": "decoding",
+    "GreedyOptions": "decoding",
+    "BeamOptions": "decoding",
+    "LexiconOptions": "decoding",
     "Sample": "datasets",
     "LabelledSet": "datasets",
     "load_labelled": "datasets",

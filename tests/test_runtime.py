@@ -334,3 +334,11 @@ def test_runtime_never_imports_tensorflow_keras_or_tf2onnx():
 
 def test_seed_charset_constant():
     assert len(SEED_WORD_CHARSET) == 78 and json.loads(seed_word_spec().to_props()["htr.blank"]) == 78
+
+
+def test_an_onnxruntime_failure_in_run_is_a_model_error_naming_the_model(tiny_models):
+    from htr.runtime.errors import ModelError
+
+    engine = Engine(tiny_models["fixed"])
+    with pytest.raises(ModelError, match=r"fixed\.onnx.*inference failed on a batch of shape \(2, 32, 128, 1\)"):
+        engine.run(np.zeros((2, 32, 128, 1), np.float64))  # onnxruntime refuses the type
