@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from htr.runtime.decoding import CharLM, LexiconDecoder
 from htr.runtime.decoding.alphabet import log_probs
-from htr.runtime.decoding.beam import BeamSearchResult, prefix_beam_search, top_indices
-from htr.runtime.decoding.lexicon import CombinedScorer, LexiconScorer, Trie, _popcount, _popcount_bytes
+from htr.runtime.decoding.beam import BeamSearchResult, CombinedScorer, prefix_beam_search, top_indices
+from htr.runtime.decoding.lexicon_decoder import LexiconScorer
 from htr.runtime.decoding.lm import CharLMScorer
+from htr.runtime.decoding.trie import Trie, _popcount, _popcount_bytes
 
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _DEAD_HASH = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -38,10 +38,10 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .lexicon import (
         Lexicon as Lexicon,
     )
-    from .lexicon import (
+    from .lexicon_decoder import (
         LexiconDecoder as LexiconDecoder,
     )
-    from .lexicon import (
+    from .lexicon_decoder import (
         lexicon_decode as lexicon_decode,
     )
     from .lm import (
@@ -88,13 +88,13 @@ _EXPORTS = {
     "Decoded": "result",
     "Decoder": "result",
     "Lexicon": "lexicon",
-    "LexiconDecoder": "lexicon",
+    "LexiconDecoder": "lexicon_decoder",
     "WordlistUnavailable": "wordlist",
     "beam_search_decode": "beam",
     "ctc_log_probability": "ctc",
     "default_lexicon": "wordlist",
     "greedy_decode": "greedy",
-    "lexicon_decode": "lexicon",
+    "lexicon_decode": "lexicon_decoder",
     "make_decoder": "factory",
     "build_decoder": "factory",
     "spell_correct": "spell",

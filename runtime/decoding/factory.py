@@ -43,7 +43,7 @@ def build_decoder(options: DecoderOptions, charset: str | Sequence[str] | Alphab
     alphabet = Alphabet.from_charset(charset, blank)
     decoder: Decoder
     if isinstance(options, LexiconOptions):
-        from .lexicon import LexiconDecoder
+        from .lexicon_decoder import LexiconDecoder
 
         lexicon = options.lexicon
         if lexicon is None:
