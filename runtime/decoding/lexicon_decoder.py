@@ -33,11 +33,10 @@ from .constants import (
     DEFAULT_PRUNE_THRESHOLD,
     DEFAULT_TOP_K,
     DEFAULT_WORD_LM_WEIGHT,
-    LEXICON_MODES,
 )
 from .ctc import forward_log_probs
 from .lexicon import Lexicon
-from .options import LexiconOptions, LexiconSource, LMSource, check_search_options
+from .options import LexiconOptions, LexiconSource, LMSource
 from .result import Decoded, build_results
 from .trie import Trie
 from .word_lm import WordBigram
@@ -166,33 +165,19 @@ def lexicon_decode(
 
 
 class LexiconDecoder:
-    """A lexicon decoder with its trie, word and character models built once."""
+    """A lexicon decoder with its trie and word model built once (`build_decoder` makes
+    it from `LexiconOptions`); `char_lm` is an optional character LM scorer added on."""
 
-    def __init__(
-        self,
-        charset: str | Sequence[str],
-        blank: int,
-        lexicon: LexiconSource,
-        *,
-        beam_width: int = DEFAULT_BEAM_WIDTH,
-        mode: str = DEFAULT_LEXICON_MODE,
-        nbest: int = 1,
-        bigram_text: str | os.PathLike[str] | Iterable[str] | None = None,
-        word_weight: float = DEFAULT_WORD_LM_WEIGHT,
-        lm: LMSource | None = None,
-        lm_weight: float | None = None,
-        prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
-        top_k: int = DEFAULT_TOP_K,
-    ):
-        if mode not in LEXICON_MODES:
-            raise ValueError(f"lexicon mode must be one of {', '.join(LEXICON_MODES)}, got {mode!r}")
-        check_search_options(beam_width, nbest, prune_threshold, top_k)
-        self.alphabet = Alphabet.from_charset(charset, blank)
-        self.lexicon = Lexicon.coerce(lexicon)
-        self.trie = self.lexicon.trie(self.alphabet, mode)
+    def __init__(self, alphabet: Alphabet, options: LexiconOptions, lexicon: Lexicon,
+                 char_lm: BeamScorer | None = None):
+        mode = options.mode_for(alphabet.chars)
+        self.alphabet = alphabet
+        self.lexicon = lexicon
+        self.trie = lexicon.trie(alphabet, mode)
         self.mode = mode
-        self.beam_width, self.nbest = int(beam_width), int(nbest)
-        self.prune_threshold, self.top_k = prune_threshold, int(top_k)
+        self.beam_width, self.nbest = int(options.beam_width), int(options.nbest)
+        self.prune_threshold, self.top_k = options.prune_threshold, int(options.top_k)
+        bigram_text = options.bigram
         word_lm = None
         if bigram_text is not None:
             if isinstance(bigram_text, (str, os.PathLike)):
@@ -209,12 +194,9 @@ class LexiconDecoder:
             # A frequency list: score each completed word by its unigram probability.
             freqs = np.array([self.lexicon.frequencies.get(w, 0.0) for w in self.trie.words])
             word_lm = WordBigram(self.trie, freqs / freqs[freqs > 0].min(), Counter())
-        scorers: list[BeamScorer] = [LexiconScorer(self.trie, self.alphabet, mode, word_lm, word_weight)]
-        if lm is not None:
-            from .lm import CharLMScorer, load_lm
-
-            model = load_lm(lm)
-            scorers.append(CharLMScorer(model, self.alphabet, weight=model.weight_or(lm_weight)))
+        scorers: list[BeamScorer] = [LexiconScorer(self.trie, self.alphabet, mode, word_lm, options.word_weight)]
+        if char_lm is not None:
+            scorers.append(char_lm)
         self.scorer = scorers[0] if len(scorers) == 1 else CombinedScorer(scorers)
 
     def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
