@@ -154,7 +154,9 @@ class ModelSpec:
         return json.dumps({k: _maybe_json(v) for k, v in self.to_props().items()}, indent=2, ensure_ascii=False)
 
     def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        from .atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     # ---- reader -------------------------------------------------------------------
     @classmethod
