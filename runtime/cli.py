@@ -126,21 +126,22 @@ def run(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
 ) -> None:
     from .images import list_images
-    from .output import Progress, ResultWriter
+    from .interrupts import end_startup
+    from .output import OutputError, Progress, ResultWriter, open_output
 
     prog = "htr-run"
     recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
                         lm_weight, nbest, spell, lexicon_mode, prog, chars)
     images, problems = list_images(paths, recursive=recursive)
+    try:
+        writer = ResultWriter(open_output(output, images), format.value)
+    except OutputError as err:
+        raise _fail(f"{prog}: error: {err}")
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
-    try:
-        stream = open(output, "w", encoding="utf-8") if output else sys.stdout
-    except OSError as err:
-        raise _fail(f"{prog}: error: {output}: cannot write ({err.strerror or err})")
-    writer = ResultWriter(stream, format.value)
     bar = Progress(len(images), enabled=progress)
     failed = 0
+    end_startup()
     try:
         for rec in recognizer.recognise_paths(images):
             if not rec.ok:
@@ -153,9 +154,10 @@ def run(
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted after {bar.done} images; results so far were written\n")
         raise typer.Exit(130)
+    except OutputError as err:
+        raise _fail(f"{prog}: error: {err}", 1)
     finally:
-        if output:
-            stream.close()
+        writer.close()
     seconds = bar.close()
     rate = len(images) / seconds if seconds > 0 else 0.0
     sys.stderr.write(
