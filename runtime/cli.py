@@ -195,7 +195,14 @@ def evaluate(
     from .metrics import edit_distance, error_rates
     from .output import Progress
 
+    from .atomic import atomic_write_text
+    from .interrupts import end_startup
+    from .output import report_problem
+
     prog = "htr-eval"
+    problem = report_problem(report) if report else None
+    if problem:
+        raise _fail(f"{prog}: error: {report}: {problem} (--report)")
     try:
         data = load_labelled(labelled, split=split.value, split_file=split_file)
     except HtrError as err:
@@ -214,6 +221,7 @@ def evaluate(
             f"{''.join(sorted(unknown))!r} (they count as errors)\n"
         )
     bar = Progress(len(samples))
+    end_startup()
     rows = []
     failed = 0
     for sample, rec in zip(samples, recognizer.recognise_paths([s.path for s in samples])):
@@ -249,7 +257,10 @@ def evaluate(
             "char_errors": rates.char_errors, "chars": rates.chars, "word_errors": rates.word_errors,
             "words": rates.words, "images_per_second": len(rows) / seconds, "samples": rows,
         }
-        report.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            atomic_write_text(report, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise _fail(f"{prog}: error: {report}: cannot write the report ({err.strerror or err})", 1)
         sys.stderr.write(f"{prog}: report written to {report}\n")
     if failed:
         raise typer.Exit(1)

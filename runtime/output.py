@@ -43,6 +43,19 @@ def open_output(output: str | Path | None, inputs: list[Path]) -> IO[str]:
         raise OutputError(output, f"cannot write ({err.strerror or err})") from None
 
 
+def report_problem(path: str | Path) -> str | None:
+    """Why a report could not be written to `path` (checked before the work starts), or None."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        return "is a folder, expected a file to write the report to"
+    if not folder.is_dir():
+        return f"cannot write: folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "cannot write: permission denied"
+    return None
+
+
 def _utf8(text: str) -> str:
     """`text` with the undecodable bytes of a file name (lone surrogates) as U+FFFD."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
