@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 def _quiet_tensorflow() -> None:
