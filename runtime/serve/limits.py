@@ -12,6 +12,10 @@ DEFAULT_MAX_FILES = 32
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Inference calls running at once; further requests wait their turn (a queue).
 DEFAULT_MAX_CONCURRENT = 2
+#: Pixels of all images of one request together (read from their headers).
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
+#: Seconds a client has to send the whole request body; a stalled upload is closed with 408.
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,10 @@ class ServeLimits:
         read from the image header where possible so they are never decoded.
     max_side: largest width or height in pixels.
     max_concurrent: inference calls running at once; other requests queue.
+    max_request_pixels: pixels of all images of one request together, from their
+        headers; more gets 413 before any image is decoded.
+    body_timeout: seconds the whole request body may take to arrive; a stalled
+        upload gets 408 and its connection is closed.
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -31,9 +39,13 @@ class ServeLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = MAX_IMAGE_SIDE
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_files", "max_pixels", "max_side", "max_concurrent"):
+        if not self.body_timeout > 0:
+            raise ValueError(f"body_timeout must be above 0 seconds, got {self.body_timeout}")
+        for name in ("max_bytes", "max_files", "max_pixels", "max_side", "max_concurrent", "max_request_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
