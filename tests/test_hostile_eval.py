@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -51,7 +50,6 @@ def test_paths_leaving_the_folder_are_refused_with_one_line(tmp_path, tiny_model
 def test_an_unwritable_report_is_refused_before_the_evaluation(tmp_path, tiny_models):
     root = _folder(tmp_path / "set", "a.png\tab\nb.png\tba\n")
     for report, why in ((tmp_path / "no" / "such" / "r.json", "folder"), (tmp_path, "is a folder")):
-        begun = time.perf_counter()
         result = subprocess.run(
             [HTR_EVAL, str(root), "-m", str(tiny_models["dynamic"]), "--report", str(report)],
             capture_output=True, text=True, timeout=60,
