@@ -3,9 +3,19 @@
 Public names are imported lazily so that `htr-run --help` starts instantly:
 
     from htr.runtime import Engine, Recognizer, ModelSpec, greedy_decode, beam_search_decode
+
+The path: images -> `Recognizer.emissions` (load, preprocess, `Engine`) -> `Emissions`
+-> `decode` with a `Decoder` from `build_decoder(GreedyOptions() | BeamOptions() |
+LexiconOptions(), charset, blank)` -> one `Recognition` per image.
 """
 
 from __future__ import annotations
+
+if __name__ != "htr.runtime":  # e.g. `import runtime` from the repository root
+    raise ImportError(
+        f"the folder runtime/ is the package htr.runtime: import htr.runtime, not {__name__} "
+        "(a second copy of every module, with its own exception classes, would load)"
+    )
 
 import importlib
 from typing import Any
@@ -25,10 +35,17 @@ _EXPORTS = {
     "Engine": "engine",
     "Recognizer": "pipeline",
     "Recognition": "pipeline",
+    "Emissions": "pipeline",
+    "decode": "pipeline",
     "Decoded": "decoding",
+    "Decoder": "decoding",
     "greedy_decode": "decoding",
     "beam_search_decode": "decoding",
     "make_decoder": "decoding",
+    "build_decoder": "decoding",
+    "GreedyOptions": "decoding",
+    "BeamOptions": "decoding",
+    "LexiconOptions": "decoding",
     "Sample": "datasets",
     "LabelledSet": "datasets",
     "load_labelled": "datasets",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 #: Prefix of the temporary file a write goes to before it is renamed over the target.
 PARTIAL_PREFIX = ".partial-"
@@ -73,7 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO]:
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on a clean exit it is flushed, fsync'ed and renamed over `path`."""
     if "b" in mode:
         encoding = None

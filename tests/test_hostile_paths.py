@@ -161,10 +161,10 @@ def test_disk_full_is_one_line_and_exit_1(tmp_path, tiny_models):
 
 def test_ctrl_c_while_starting_says_so_honestly(tmp_path, tiny_models):
     cv2.imwrite(str(tmp_path / "a.png"), draw_word("ab"))
-    # Python itself starts in about 50 ms, before any handler of ours can exist; from
+    # Python itself starts in about 100 ms, before any handler of ours can exist; from
     # then until the first image is read a Ctrl-C gets one honest line.
     caught = []
-    for delay in (0.15, 0.3, 0.6):
+    for delay in (0.2, 0.35, 0.5):
         proc = subprocess.Popen(
             [HTR_RUN, str(tmp_path / "a.png"), "-m", str(tiny_models["fixed"])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -22,9 +22,8 @@ import contextlib
 import csv
 import json
 import math
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -36,38 +35,8 @@ from htr.runtime.decoding import greedy_decode
 from htr.runtime.metrics import error_rates
 
 from . import models
+from .config import TrainConfig
 from .data import CTCDataset, LabelEncoder, open_source
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "seed-word"
-    data: str = "synth:words"
-    out: str = "runs/htr"
-    val: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"  # cosine | plateau | constant
-    steps_per_epoch: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    val_batches: int | None = None
-    charset: str | None = None  # None: the architecture's / data kind's default
-    split_file: str | None = None
-    patience: int = 10
-    seed: int = 0
-    workers: int = 2
-    use_multiprocessing: bool = False
-    augment: bool = True
-    resume: bool = False
-    digit_fraction: float = 0.1  # synthetic training data: share of real MNIST digit strings
-    init_from: str | None = None  # a trained model (.keras/.h5) whose matching layers start this one
-    mixed_precision: str = "auto"  # auto | on | off
-    show_samples: int = 4
-    verbose: int | str = "auto"
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-
 
 # ---- devices ------------------------------------------------------------------------
 

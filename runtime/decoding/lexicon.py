@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .alphabet import Alphabet, as_batch, log_probs
-from .beam import check_search_options, finish_hypotheses, prefix_beam_search
+from .beam import BeamScorer, State, finish_hypotheses, prefix_beam_search
 from .constants import (
     DEFAULT_BEAM_WIDTH,
     DEFAULT_LEXICON_MODE,
@@ -36,6 +36,7 @@ from .constants import (
     WORD_BIGRAM_LAMBDA,
 )
 from .ctc import forward_log_probs
+from .options import check_search_options
 from .result import Decoded, build_results
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
@@ -63,15 +64,14 @@ class Lexicon:
         if not words:
             raise ValueError("the lexicon is empty")
         self.frequencies: dict[str, float] = words
-        self._cache: dict = {}
 
     @classmethod
-    def from_words(cls, words: Iterable[str]) -> "Lexicon":
+    def from_words(cls, words: Iterable[str]) -> Lexicon:
         """A lexicon from words; a word listed n times gets frequency n."""
         return cls(Counter(w.strip() for w in words if w.strip()))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "Lexicon":
+    def from_file(cls, path: str | os.PathLike) -> Lexicon:
         """Read one word per line, optionally followed by a tab or space and its
         frequency (``the 23135851162``). Blank lines and ``# `` comments (hash and
         space) are skipped, so ``#`` alone can still be a word."""
@@ -81,7 +81,7 @@ class Lexicon:
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: cannot read the lexicon ({err})") from None
         freqs: dict[str, float] = {}
-        for number, line in enumerate(text.splitlines(), 1):
+        for line in text.splitlines():
             line = line.strip()
             if not line or line.startswith("# "):
                 continue
@@ -98,7 +98,7 @@ class Lexicon:
         return cls(freqs)
 
     @classmethod
-    def coerce(cls, source: "Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float]") -> "Lexicon":
+    def coerce(cls, source: Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float]) -> Lexicon:
         """A `Lexicon` from a lexicon, a file path, a word->frequency map or words."""
         if isinstance(source, Lexicon):
             return source
@@ -114,12 +114,9 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self.frequencies)
 
-    def trie(self, alphabet: Alphabet, mode: str) -> "Trie":
-        """The lexicon's prefix trie over `alphabet`'s classes (cached)."""
-        key = (alphabet.chars, alphabet.blank, mode)
-        if key not in self._cache:
-            self._cache[key] = Trie.build(self, alphabet, split_words=(mode == "lines"))
-        return self._cache[key]
+    def trie(self, alphabet: Alphabet, mode: str) -> Trie:
+        """The lexicon's prefix trie over `alphabet`'s classes (built on each call)."""
+        return Trie.build(self, alphabet, split_words=(mode == "lines"))
 
 
 class Trie:
@@ -200,7 +197,7 @@ class Trie:
         self._children = np.append(self.values, np.int32(-1))  # one past the end: no child
 
     @classmethod
-    def build(cls, lexicon: Lexicon, alphabet: Alphabet, split_words: bool) -> "Trie":
+    def build(cls, lexicon: Lexicon, alphabet: Alphabet, split_words: bool) -> Trie:
         """Keep the lexicon words spellable with `alphabet` (split at non-letters when
         `split_words`), most frequent first."""
         allowed = set(alphabet.chars)
@@ -269,7 +266,7 @@ class WordBigram:
         self.lam = lam if len(self.keys) else 0.0
 
     @classmethod
-    def from_text(cls, trie: Trie, lines: Iterable[str], freqs: np.ndarray | None = None) -> "WordBigram":
+    def from_text(cls, trie: Trie, lines: Iterable[str], freqs: np.ndarray | None = None) -> WordBigram:
         """Count word pairs (consecutive lexicon words) in lines of text."""
         index = {w: i for i, w in enumerate(trie.words)}
         unigrams = np.zeros(len(trie.words))
@@ -381,7 +378,7 @@ def lexicon_decode(
     probs: np.ndarray,
     charset: str | Sequence[str],
     blank: int,
-    lexicon: "Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float]",
+    lexicon: Lexicon | str | os.PathLike | Iterable[str] | Mapping[str, float],
     beam_width: int = DEFAULT_BEAM_WIDTH,
     lengths: np.ndarray | Sequence[int] | None = None,
     *,
@@ -515,19 +512,19 @@ class LexiconDecoder:
 class CombinedScorer:
     """Several beam scorers at once: scores add, states concatenate."""
 
-    def __init__(self, scorers):
-        self.scorers = scorers
-        self._sizes: list[int] = []
+    def __init__(self, scorers: Sequence[BeamScorer]):
+        self.scorers = tuple(scorers)
+        # How many arrays each scorer's state has (fixed per scorer), found once here so
+        # that decoding never writes to the decoder (it may run in several threads).
+        self.sizes = tuple(len(s.start(1, 1)) for s in self.scorers)
 
-    def start(self, batch: int, width: int):
+    def start(self, batch: int, width: int) -> State:
         """Concatenated start states."""
-        states = [s.start(batch, width) for s in self.scorers]
-        self._sizes = [len(s) for s in states]
-        return tuple(a for s in states for a in s)
+        return tuple(a for s in self.scorers for a in s.start(batch, width))
 
-    def _split(self, state):
+    def _split(self, state: State) -> list[State]:
         out, at = [], 0
-        for size in self._sizes:
+        for size in self.sizes:
             out.append(tuple(state[at : at + size]))
             at += size
         return out

@@ -208,7 +208,7 @@ def create_app(service: RecognitionService, allowed_hosts: Sequence[str] | None 
         ),
         openapi_extra=_RECOGNIZE_BODY,
     )
-    async def recognize(request: Request) -> JSONResponse:
+    async def recognize(request: Request) -> Response:
         begun = time.perf_counter()
         try:
             body = await request.body()
