@@ -19,7 +19,6 @@ and compiled under `tf.distribute.MirroredStrategy`; with JAX, `keras.distributi
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import time
@@ -250,10 +249,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gpus = gpu_count()
-        use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and self.gpus > 0)
-        keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
-        self.mixed_precision = use_mp
-        keras.utils.set_random_seed(cfg.seed)
+        # The dtype policy and the seeds are process-wide: `train` sets them, not this object.
+        self.mixed_precision = keras.mixed_precision.global_policy().name == "mixed_float16"
 
         kind = "lines" if ("lines" in cfg.data) else "words"
         charset = default_charset(cfg, kind)
@@ -423,7 +420,13 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train as configured; returns a summary (epochs, best val CER, images/s, history)."""
+    """Train as configured; returns a summary (epochs, best val CER, images/s, history).
+
+    The one place that sets Keras' process-wide state: the dtype policy (mixed float16
+    when `cfg.mixed_precision` is "on", or "auto" with a GPU) and the random seeds."""
+    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpu_count() > 0)
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    keras.utils.set_random_seed(cfg.seed)
     return Trainer(cfg).fit()
 
 
@@ -458,11 +461,6 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     if not copied:
         raise ValueError(f"{path}: none of its layers fits this architecture; expected a model of the same architecture")
     return {"copied": copied, "skipped": skipped}
-
-
-def read_history(path: str | Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

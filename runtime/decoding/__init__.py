@@ -13,8 +13,9 @@ names are imported lazily (the CLIs read the options' defaults without NumPy).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .alphabet import (
@@ -38,10 +39,10 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .lexicon import (
         Lexicon as Lexicon,
     )
-    from .lexicon import (
+    from .lexicon_decoder import (
         LexiconDecoder as LexiconDecoder,
     )
-    from .lexicon import (
+    from .lexicon_decoder import (
         lexicon_decode as lexicon_decode,
     )
     from .lm import (
@@ -88,13 +89,13 @@ _EXPORTS = {
     "Decoded": "result",
     "Decoder": "result",
     "Lexicon": "lexicon",
-    "LexiconDecoder": "lexicon",
+    "LexiconDecoder": "lexicon_decoder",
     "WordlistUnavailable": "wordlist",
     "beam_search_decode": "beam",
     "ctc_log_probability": "ctc",
     "default_lexicon": "wordlist",
     "greedy_decode": "greedy",
-    "lexicon_decode": "lexicon",
+    "lexicon_decode": "lexicon_decoder",
     "make_decoder": "factory",
     "build_decoder": "factory",
     "spell_correct": "spell",
@@ -107,14 +108,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'htr.runtime.decoding' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -329,3 +329,45 @@ def _with_nbest(best: Decoded, alternatives: tuple[Decoded, ...]) -> Decoded:
         log_prob=best.log_prob,
         nbest=alternatives,
     )
+
+
+class CombinedScorer:
+    """Several beam scorers at once: scores add, states concatenate."""
+
+    def __init__(self, scorers: Sequence[BeamScorer]):
+        self.scorers = tuple(scorers)
+        # How many arrays each scorer's state has (fixed per scorer), found once here so
+        # that decoding never writes to the decoder (it may run in several threads).
+        self.sizes = tuple(len(s.start(1, 1)) for s in self.scorers)
+
+    def start(self, batch: int, width: int) -> State:
+        """Concatenated start states."""
+        return tuple(a for s in self.scorers for a in s.start(batch, width))
+
+    def _split(self, state: State) -> list[State]:
+        out: list[State] = []
+        at = 0
+        for size in self.sizes:
+            out.append(tuple(state[at : at + size]))
+            at += size
+        return out
+
+    def score(self, state: State, chars: np.ndarray) -> np.ndarray:
+        """Sum of the scorers' scores."""
+        parts = [scorer.score(part, chars) for scorer, part in zip(self.scorers, self._split(state))]
+        total: np.ndarray = parts[0]
+        for more in parts[1:]:
+            total = total + more
+        return total
+
+    def advance(self, state: State, chars: np.ndarray) -> State:
+        """Concatenated advanced states."""
+        return tuple(a for s, p in zip(self.scorers, self._split(state)) for a in s.advance(p, chars))
+
+    def finish(self, state: State) -> np.ndarray:
+        """Sum of the scorers' finishing scores."""
+        parts = [s.finish(p) for s, p in zip(self.scorers, self._split(state))]
+        total: np.ndarray = parts[0]
+        for more in parts[1:]:
+            total = total + more
+        return total

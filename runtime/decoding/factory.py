@@ -43,27 +43,17 @@ def build_decoder(options: DecoderOptions, charset: str | Sequence[str] | Alphab
     alphabet = Alphabet.from_charset(charset, blank)
     decoder: Decoder
     if isinstance(options, LexiconOptions):
-        from .lexicon import LexiconDecoder
+        from .lexicon_decoder import LexiconDecoder
 
         lexicon = options.lexicon
         if lexicon is None:
             from .wordlist import default_lexicon
 
             lexicon = default_lexicon()
-        decoder = LexiconDecoder(
-            alphabet.chars,
-            alphabet.blank,
-            lexicon,
-            beam_width=options.beam_width,
-            mode=options.mode_for(alphabet.chars),
-            nbest=options.nbest,
-            bigram_text=options.bigram,
-            word_weight=options.word_weight,
-            lm=options.lm,
-            lm_weight=options.lm_weight,
-            prune_threshold=options.prune_threshold,
-            top_k=options.top_k,
-        )
+        from .lexicon import Lexicon
+
+        decoder = LexiconDecoder(alphabet, options, Lexicon.coerce(lexicon),
+                                 _lm_scorer(options.lm, options.lm_weight, alphabet))
     elif isinstance(options, BeamOptions):
         decoder = BeamDecoder(alphabet, options, _lm_scorer(options.lm, options.lm_weight, alphabet))
         decoder = _with_spelling(decoder, options.spell)

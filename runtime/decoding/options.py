@@ -52,8 +52,8 @@ class GreedyOptions:
 
 
 @dataclass(frozen=True)
-class BeamOptions:
-    """CTC prefix beam search, optionally with a character language model.
+class SearchOptions:
+    """What every beam search takes (`BeamOptions` and `LexiconOptions` add their own).
 
     Attributes:
         beam_width: prefixes kept per frame.
@@ -64,7 +64,7 @@ class BeamOptions:
         prune_threshold: a character below this probability in a frame cannot extend a
             prefix there (the frame's most probable character always can).
         top_k: most probable characters per frame that may extend a prefix.
-        chars, spell: as for `GreedyOptions`.
+        chars: as for `GreedyOptions`.
     """
 
     beam_width: int = DEFAULT_BEAM_WIDTH
@@ -74,15 +74,23 @@ class BeamOptions:
     prune_threshold: float = DEFAULT_PRUNE_THRESHOLD
     top_k: int = DEFAULT_TOP_K
     chars: str | None = None
-    spell: SpellSource = None
 
     def __post_init__(self) -> None:
         check_search_options(self.beam_width, self.nbest, self.prune_threshold, self.top_k, self.lm_weight)
 
 
 @dataclass(frozen=True)
-class LexiconOptions:
-    """Beam search constrained to lexicon words (a trie), scored by word frequencies.
+class BeamOptions(SearchOptions):
+    """CTC prefix beam search, optionally with a character language model (the fields of
+    `SearchOptions`, and `spell` as for `GreedyOptions`)."""
+
+    spell: SpellSource = None
+
+
+@dataclass(frozen=True)
+class LexiconOptions(SearchOptions):
+    """Beam search constrained to lexicon words (a trie), scored by word frequencies:
+    the fields of `SearchOptions`, and
 
     Attributes:
         lexicon: the words (see `LexiconSource`); None: the default English list
@@ -93,24 +101,15 @@ class LexiconOptions:
         bigram: a text file (or lines of text) to learn word bigrams from (lines mode);
             None: unigram frequencies from the lexicon, when it has them.
         word_weight: weight of the word model's log probability.
-        beam_width, nbest, lm, lm_weight, prune_threshold, top_k, chars: as for
-            `BeamOptions`.
     """
 
     lexicon: LexiconSource | None = None
     mode: str | None = None
     bigram: str | os.PathLike[str] | Iterable[str] | None = None
     word_weight: float = DEFAULT_WORD_LM_WEIGHT
-    beam_width: int = DEFAULT_BEAM_WIDTH
-    nbest: int = DEFAULT_NBEST
-    lm: LMSource | None = None
-    lm_weight: float | None = None
-    prune_threshold: float = DEFAULT_PRUNE_THRESHOLD
-    top_k: int = DEFAULT_TOP_K
-    chars: str | None = None
 
     def __post_init__(self) -> None:
-        check_search_options(self.beam_width, self.nbest, self.prune_threshold, self.top_k, self.lm_weight)
+        super().__post_init__()
         if self.mode is not None and self.mode not in LEXICON_MODES:
             raise ValueError(f"lexicon mode must be one of {', '.join(LEXICON_MODES)}, got {self.mode!r}")
         if not self.word_weight >= 0:
