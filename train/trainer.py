@@ -19,6 +19,7 @@ and compiled under `tf.distribute.MirroredStrategy`; with JAX, `keras.distributi
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import time
