@@ -80,20 +80,21 @@ def run(
     common: RecognitionArgs,
 ) -> None:
     from .images import list_images
-    from .output import Progress, ResultWriter
+    from .interrupts import end_startup
+    from .output import OutputError, Progress, ResultWriter, open_output
 
     prog = "htr-run"
     recognizer = _build(common, prog, nbest)
     images, problems = list_images([*paths], recursive=recursive)
+    try:
+        writer = ResultWriter(open_output(output, images), format.value)
+    except OutputError as err:
+        raise fail(prog, str(err))
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
-    try:
-        stream = open(output, "w", encoding="utf-8") if output else sys.stdout
-    except OSError as err:
-        raise fail(prog, f"{output}: cannot write ({err.strerror or err})")
-    writer = ResultWriter(stream, format.value)
     bar = Progress(len(images), enabled=progress)
     failed = 0
+    end_startup()
     try:
         for rec in recognizer.recognise_paths(images):
             if not rec.ok:
@@ -106,9 +107,10 @@ def run(
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted after {bar.done} images; results so far were written\n")
         raise typer.Exit(130)
+    except OutputError as err:
+        raise fail(prog, str(err), 1)
     finally:
-        if output:
-            stream.close()
+        writer.close()
     seconds = bar.close()
     rate = len(images) / seconds if seconds > 0 else 0.0
     sys.stderr.write(
@@ -132,12 +134,17 @@ def evaluate(
     *,
     common: RecognitionArgs,
 ) -> None:
+    from .atomic import atomic_write_text
     from .datasets import load_labelled
     from .errors import HtrError
+    from .interrupts import end_startup
     from .metrics import edit_distance, error_rates
-    from .output import Progress
+    from .output import Progress, report_problem
 
     prog = "htr-eval"
+    problem = report_problem(report) if report else None
+    if problem:
+        raise fail(prog, f"{report}: {problem} (--report)")
     try:
         data = load_labelled(labelled, split=split.value, split_file=split_file)
     except HtrError as err:
@@ -155,6 +162,7 @@ def evaluate(
             f"{''.join(sorted(unknown))!r} (they count as errors)\n"
         )
     bar = Progress(len(samples))
+    end_startup()
     rows = []
     failed = 0
     for sample, rec in zip(samples, recognizer.recognise_paths([s.path for s in samples])):
@@ -190,7 +198,10 @@ def evaluate(
             "char_errors": rates.char_errors, "chars": rates.chars, "word_errors": rates.word_errors,
             "words": rates.words, "images_per_second": len(rows) / seconds, "samples": rows,
         }
-        report.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            atomic_write_text(report, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise fail(prog, f"{report}: cannot write the report ({err.strerror or err})", 1)
         sys.stderr.write(f"{prog}: report written to {report}\n")
     if failed:
         raise typer.Exit(1)

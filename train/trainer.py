@@ -19,9 +19,9 @@ and compiled under `tf.distribute.MirroredStrategy`; with JAX, `keras.distributi
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from htr.runtime.atomic import atomic_open, atomic_path, atomic_write_text
 from htr.runtime.constants import SEED_LINE_CHARSET, SEED_WORD_CHARSET
 from htr.runtime.decoding import greedy_decode
 from htr.runtime.metrics import error_rates
@@ -171,8 +172,10 @@ class Checkpoints(keras.callbacks.Callback):
             t.save_inference(t.out / "best_loss.keras")
         state["epoch"] = epoch + 1
         state["history"].append({k: float(v) for k, v in logs.items() if np.isscalar(v)})
-        t.training.save_weights(t.out / "last.weights.h5", overwrite=True)
+        with atomic_path(t.out / "last.weights.h5") as tmp:
+            t.training.save_weights(tmp, overwrite=True)
         t.save_state()
+        write_history(state["history"], t.out / "history.csv")
 
 
 class Plot(keras.callbacks.Callback):
@@ -204,8 +207,24 @@ def plot_history(history: list[dict], path: Path) -> None:
         ax2.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
     ax2.set_xlabel("epoch"), ax2.set_ylabel("error rate"), ax2.legend(), ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    """history.csv from the saved history: one `epoch` column first, then every other key.
+
+    Rewritten whole (atomically) after each epoch, so a kill never leaves half a row and a
+    resumed run's file is exactly the history it resumed from plus its own epochs.
+    """
+    keys = sorted({k for row in history for k in row} - {"epoch"})
+    with atomic_open(path, "w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["epoch", *keys])
+        for i, row in enumerate(history):
+            epoch = row.get("epoch", i + 1)
+            out.writerow([int(epoch), *(row.get(k, "") for k in keys)])
 
 
 class EpochNumber(keras.callbacks.Callback):
@@ -286,9 +305,10 @@ class Trainer:
 
     # -- files --------------------------------------------------------------------------
     def save_inference(self, path: Path, h5: Path | None = None) -> None:
-        self.built.inference.save(path)
-        if h5 is not None:
-            self.built.inference.save(h5)
+        for target in (path, h5):
+            if target is not None:
+                with atomic_path(target) as tmp:
+                    self.built.inference.save(tmp)
 
     def spec_with_facts(self) -> "models.ModelSpec":
         cfg = self.cfg
@@ -324,9 +344,7 @@ class Trainer:
     def save_state(self) -> None:
         state = {k: (_finite(v) if isinstance(v, float) else v) for k, v in self.state.items()}
         state["config"] = {k: v for k, v in asdict(self.cfg).items()}
-        tmp = self.out / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.out / "state.json")
+        atomic_write_text(self.out / "state.json", json.dumps(state, indent=1, default=str))
 
     def load_state(self) -> int:
         path = self.out / "state.json"
@@ -373,7 +391,6 @@ class Trainer:
             Validation(self.built, self.val_data, cfg.val_batches, cfg.show_samples),
             self.throughput,
             Checkpoints(self),
-            keras.callbacks.CSVLogger(str(self.out / "history.csv"), append=bool(initial_epoch)),
             Plot(self),
             keras.callbacks.EarlyStopping(monitor="val_cer", mode="min", patience=cfg.patience, min_delta=1e-4),
             keras.callbacks.TerminateOnNaN(),

@@ -9,13 +9,20 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from ..cli_options import BatchOpt, ModelOpt, Provider, ProviderOpt, ThreadsOpt, fail, new_app, version_option
 from ..constants import DEFAULT_BATCH_SIZE
-from .limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_FILES, DEFAULT_MAX_PIXELS
+from .limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_REQUEST_PIXELS,
+)
 
 app = new_app()
 
@@ -41,6 +48,9 @@ def serve(
     max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, "--max-bytes", min=1, help="Largest request body in bytes (413 above)."),
     max_files: int = typer.Option(DEFAULT_MAX_FILES, "--max-files", min=1, help="Most images in one request."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, width x height."),
+    max_request_pixels: int = typer.Option(DEFAULT_MAX_REQUEST_PIXELS, "--max-request-pixels", min=1, help="Pixels of all images of one request together (413 above)."),
+    body_timeout: float = typer.Option(DEFAULT_BODY_TIMEOUT, "--body-timeout", min=0.001, help="Seconds a request body may take to arrive (408 and the connection closed after)."),
+    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="Accept only requests whose Host header is this (repeatable; '*.example.org' patterns). Default: any."),
     max_concurrent: int = typer.Option(DEFAULT_MAX_CONCURRENT, "--max-concurrent", min=1, help="Requests running inference at once; others queue."),
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     threads: ThreadsOpt = None,
@@ -61,13 +71,16 @@ def serve(
     from .service import RecognitionService
 
     try:
-        limits = ServeLimits(max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent)
+        limits = ServeLimits(
+            max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent,
+            max_request_pixels=max_request_pixels, body_timeout=body_timeout,
+        )
         engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
     except (HtrError, ValueError) as err:
         raise _fail(str(err))
     service = RecognitionService(engine, limits, batch_size=batch_size, lexicon=lexicon)
     sys.stderr.write(f"htr-serve: {engine.path.name} on {engine.providers[0]}; open http://{host}:{port}/\n")
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level.value)
+    uvicorn.run(create_app(service, allowed_hosts=allowed_host), host=host, port=port, log_level=log_level.value)
 
 
 if __name__ == "__main__":
