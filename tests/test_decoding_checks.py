@@ -13,7 +13,34 @@ GOOD = np.array([[[0.9, 0.1], [0.2, 0.8]]], np.float32)  # (B=1, T=2, C=2)
 def test_a_softmax_passes_unchanged():
     out = check_probabilities(GOOD, blank=1, beam_width=10)
     assert out.dtype == np.float32 and np.array_equal(out, GOOD)
-    assert check_probabilities(GOOD[0].astype(np.float64)).dtype == np.float32
+    assert check_probabilities(GOOD[0].astype(np.float64)).dtype == np.float64  # precision kept
+    assert check_probabilities(GOOD[0].astype(np.float16)).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "probs,match",
+    [
+        (np.array([[[2.5, -1.0, 0.3]]], np.float32), "logits or log-probabilities"),
+        (np.log(np.full((1, 3, 3), 1 / 3, np.float32)), "logits or log-probabilities"),
+        (np.ones((1, 3, 3), np.int64), "floats"),
+        (np.full((1, 2, 3), np.finfo(np.float32).max, np.float32), "expected probabilities in"),
+        (np.full((1, MAX_TIME_STEPS + 1, 3), 1 / 3, np.float32), "time steps"),
+    ],
+)
+def test_every_public_decoder_refuses_what_is_not_a_softmax(probs, match):
+    from htr.runtime.decoding import beam_search_decode, greedy_decode, make_decoder
+
+    for decode in (lambda p: greedy_decode(p, "ab", 2), lambda p: beam_search_decode(p, "ab", 2),
+                   lambda p: make_decoder("beam", "ab", 2)(p)):
+        with pytest.raises(ValueError, match=match):
+            decode(probs)
+
+
+def test_an_absurd_beam_width_is_refused_before_any_allocation():
+    from htr.runtime.decoding import beam_search_decode
+
+    with pytest.raises(ValueError, match="beam_width"):
+        beam_search_decode(np.full((1, 4, 3), 1 / 3, np.float32), "ab", 2, beam_width=10**6)
 
 
 @pytest.mark.parametrize(

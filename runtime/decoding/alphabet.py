@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_probabilities
 from .constants import MIN_PROBABILITY
 
 
@@ -94,8 +95,6 @@ def as_batch(
         raise ValueError(
             f"probs must have shape (T, C) or (B, T, C), got {probs.ndim} dimensions {probs.shape}"
         )
-    if not np.issubdtype(probs.dtype, np.floating):
-        probs = probs.astype(np.float32)
     batched = probs.ndim == 3
     if not batched:
         probs = probs[None]
@@ -107,6 +106,9 @@ def as_batch(
         )
     if steps == 0:
         raise ValueError("probs have 0 time steps")
+    # floats in [0, 1], finite, a bounded number of steps (frames past a sequence's length
+    # are padding, so a frame's sum is not checked here)
+    probs = check_probabilities(probs, check_sums=False)
     if lengths is None:
         lengths = np.full(batch, steps, dtype=np.int64)
     else:

@@ -19,8 +19,10 @@ MAX_BEAM_WIDTH = 1_000
 SUM_TOLERANCE = 1e-2
 
 
-def check_probabilities(probs: np.ndarray, blank: int | None = None, beam_width: int | None = None) -> np.ndarray:
-    """`probs` as float32 (T, C) or (B, T, C) if it is a CTC softmax, else ValueError.
+def check_probabilities(probs: np.ndarray, blank: int | None = None, beam_width: int | None = None,
+                        check_sums: bool = True) -> np.ndarray:
+    """`probs` (T, C) or (B, T, C) if it is a CTC softmax (float32 and float64 kept, other
+    floats as float32), else ValueError.
 
     Refuses: a non-float dtype (ints, bools), another number of axes, NaN or infinity,
     values outside [0, 1] (logits, log-probabilities), steps whose classes do not sum to 1
@@ -42,7 +44,7 @@ def check_probabilities(probs: np.ndarray, blank: int | None = None, beam_width:
     if beam_width is not None and not 1 <= beam_width <= MAX_BEAM_WIDTH:
         raise ValueError(f"beam width {beam_width:,}, expected 1..{MAX_BEAM_WIDTH:,}")
     if array.size == 0:
-        return array.astype(np.float32, copy=False)
+        return _float(array)
     if not np.isfinite(array).all():
         raise ValueError("probabilities contain NaN or infinity (the model's output is broken)")
     low, high = float(array.min()), float(array.max())
@@ -51,8 +53,14 @@ def check_probabilities(probs: np.ndarray, blank: int | None = None, beam_width:
             f"values range over [{low:.3g}, {high:.3g}], expected probabilities in [0, 1] "
             "(logits or log-probabilities? apply a softmax first)"
         )
+    if not check_sums:
+        return _float(array)
     sums = array.sum(axis=-1, dtype=np.float64)
     worst = float(np.abs(sums - 1.0).max())
     if worst > SUM_TOLERANCE:
         raise ValueError(f"a step's class probabilities sum to {1.0 + worst:.3g} or {1.0 - worst:.3g}, expected 1 (a softmax)")
-    return array.astype(np.float32, copy=False)
+    return _float(array)
+
+
+def _float(array: np.ndarray) -> np.ndarray:
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Union
 
+from .checks import MAX_BEAM_WIDTH
 from .constants import (
     DEFAULT_BEAM_WIDTH,
     DEFAULT_NBEST,
@@ -162,8 +163,8 @@ def check_search_options(
     beam_width: int, nbest: int, prune_threshold: float, top_k: int, lm_weight: float | None = None
 ) -> None:
     """Raise ValueError for beam search options out of range."""
-    if isinstance(beam_width, bool) or int(beam_width) != beam_width or beam_width < 1:
-        raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+    if isinstance(beam_width, bool) or int(beam_width) != beam_width or not 1 <= beam_width <= MAX_BEAM_WIDTH:
+        raise ValueError(f"beam_width must be an integer in 1..{MAX_BEAM_WIDTH:,}, got {beam_width!r}")
     if isinstance(nbest, bool) or int(nbest) != nbest or not 1 <= nbest <= beam_width:
         raise ValueError(f"nbest must lie in [1, beam_width={beam_width}], got {nbest!r}")
     if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
