@@ -35,6 +35,8 @@ class Format(str, Enum):
     tsv = "tsv"
     jsonl = "jsonl"
     csv = "csv"
+    page_xml = "page-xml"
+    alto = "alto"
 
 
 class SplitName(str, Enum):
@@ -111,7 +113,7 @@ def run(
     decoder: DecoderName = _decoder_opt,
     beam_width: int = _beam_opt,
     batch_size: int = _batch_opt,
-    format: Format = typer.Option(Format.txt, "--format", "-f", help="txt: path<TAB>text; tsv/csv with confidence; jsonl with everything."),
+    format: Format = typer.Option(Format.txt, "--format", "-f", help="txt: path<TAB>text; tsv/csv with confidence; jsonl with everything. With --segment: txt (the page's text), jsonl (one record per line), page-xml, alto."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here instead of stdout."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     threads: Optional[int] = _threads_opt,
@@ -124,16 +126,28 @@ def run(
     lexicon_mode: Optional[str] = _mode_opt,
     chars: Optional[str] = _chars_opt,
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
+    segment: bool = typer.Option(False, "--segment", help="The images are pages: find their lines and read them (default model: line)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --segment: write one file per page here (DIR/<stem>.xml for page-xml/alto)."),
 ) -> None:
     from .images import list_images
     from .output import Progress, ResultWriter
 
     prog = "htr-run"
+    if segment:
+        model = model or "line"
+    page_formats = (Format.txt, Format.jsonl, Format.page_xml, Format.alto)
+    if segment and format not in page_formats:
+        raise _fail(f"{prog}: error: --segment writes txt, jsonl, page-xml or alto, not {format.value}")
+    if not segment and (format in (Format.page_xml, Format.alto) or output_dir):
+        raise _fail(f"{prog}: error: --format {format.value} and --output-dir need --segment (pages)")
     recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
                         lm_weight, nbest, spell, lexicon_mode, prog, chars)
     images, problems = list_images(paths, recursive=recursive)
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
+    if segment:
+        _run_pages(recognizer, images, format.value, output, output_dir, bool(problems), prog)
+        return
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as err:
@@ -162,6 +176,44 @@ def run(
         f"{prog}: {len(images)} images, {failed} failed, {rate:.1f} images/s "
         f"({recognizer.engine.path.name}, {recognizer.engine.providers[0]}, {decoder.value})\n"
     )
+    if failed or problems:
+        raise typer.Exit(1)
+
+
+def _run_pages(recognizer: Any, images: list, fmt: str, output: Optional[Path], output_dir: Optional[Path],
+               problems: bool, prog: str) -> None:
+    """htr-run --segment: pages -> lines -> text, written as they are read."""
+    import time
+
+    from .pages import PageReader, write_pages
+
+    if fmt in ("page-xml", "alto") and output_dir is None and output is None and len(images) > 1:
+        raise _fail(f"{prog}: error: {fmt} is one document per page: give --output-dir DIR for {len(images)} pages")
+    try:
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(output, "w", encoding="utf-8") if output and output_dir is None else sys.stdout
+    except OSError as err:
+        raise _fail(f"{prog}: error: {output_dir or output}: cannot write ({err.strerror or err})")
+    lines = [0]
+
+    def report(result: Any) -> None:
+        if result.ok:
+            lines[0] += len(result.lines)
+        else:
+            sys.stderr.write(f"{prog}: error: {result.error}\n")
+
+    start = time.perf_counter()
+    try:
+        pages, failed = write_pages(PageReader(recognizer).read_paths(images), fmt, stream, output_dir, report)
+    except OSError as err:
+        raise _fail(f"{prog}: error: cannot write ({err})", 1)
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    seconds = time.perf_counter() - start
+    sys.stderr.write(f"{prog}: {pages} pages, {lines[0]} lines, {failed} failed, "
+                     f"{pages / seconds if seconds > 0 else 0.0:.2f} pages/s ({recognizer.engine.path.name})\n")
     if failed or problems:
         raise typer.Exit(1)
 

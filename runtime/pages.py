@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -27,12 +27,28 @@ from .segment import DEFAULT_OPTIONS, Segmentation, SegmentOptions, TextLine, cu
 
 @dataclass(frozen=True)
 class LineResult:
-    """One recognised line: where it is, what it says, how sure the model is (None: unknown,
-    e.g. ground truth)."""
+    """One recognised line: where it is, what it says, how sure the model is.
+
+    Attributes:
+        line: its polygon, baseline and box.
+        text: what it says.
+        confidence: the decoder's confidence in the whole line (None: unknown, e.g.
+            ground truth).
+        char_confidences: one value in [0, 1] per character of `text` (empty: unknown);
+            PAGE-XML's and ALTO's per-line and per-word confidences are their means.
+    """
 
     line: TextLine
     text: str
     confidence: float | None = None
+    char_confidences: tuple[float, ...] = ()
+
+    def mean_confidence(self, start: int = 0, stop: int | None = None) -> float | None:
+        """Mean character confidence of text[start:stop] (None when unknown)."""
+        values = self.char_confidences[start:stop]
+        if not values:
+            return None if not self.char_confidences else self.confidence
+        return float(sum(values) / len(values))
 
 
 @dataclass(frozen=True)
@@ -133,7 +149,39 @@ class PageReader:
         except HtrError as err:
             return PageResult(prepared.path, seg.width, seg.height, angle=seg.angle, error=f"{prepared.path}: {err}",
                               seconds_segment=prepared.seconds, seconds_total=prepared.seconds)
-        lines = tuple(LineResult(line, d.text, float(d.confidence)) for line, d in zip(seg.lines, decoded))
+        lines = tuple(LineResult(line, d.text, float(d.confidence), tuple(float(c) for c in d.char_confidences))
+                      for line, d in zip(seg.lines, decoded))
         total = prepared.seconds + time.perf_counter() - start
         return PageResult(prepared.path, seg.width, seg.height, lines, seg.angle,
                           seconds_segment=prepared.seconds, seconds_total=total)
+
+
+#: Suffix of the file written per page with `--output-dir`, by format.
+PAGE_SUFFIXES = {"txt": ".txt", "jsonl": ".jsonl", "page-xml": ".xml", "alto": ".xml"}
+
+
+def write_pages(results: Iterable[PageResult], fmt: str, stream: IO[str] | None = None,
+                output_dir: Path | None = None, on_result: Callable[[PageResult], None] | None = None) -> tuple[int, int]:
+    """Write page results as they come: to `stream`, or one file per page into `output_dir`
+    (`DIR/<stem>.xml` for PAGE-XML and ALTO, `.txt` / `.jsonl` otherwise). Failed pages are
+    reported through `on_result` and not written (except as an error record in jsonl on a
+    stream). Returns (pages, failed)."""
+    from .serialize import serialize
+
+    pages = failed = 0
+    for result in results:
+        pages += 1
+        if not result.ok:
+            failed += 1
+        if on_result is not None:
+            on_result(result)
+        if output_dir is not None:
+            if result.ok:
+                target = output_dir / (Path(result.path).stem + PAGE_SUFFIXES[fmt])
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_text(serialize(result, fmt), encoding="utf-8")
+                tmp.replace(target)
+        elif stream is not None and (result.ok or fmt == "jsonl"):
+            stream.write(serialize(result, fmt))
+            stream.flush()
+    return pages, failed

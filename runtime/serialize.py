@@ -30,8 +30,8 @@ def _points(points: Sequence[tuple[int, int]]) -> str:
     return " ".join(f"{int(x)},{int(y)}" for x, y in points)
 
 
-def _conf(value: float | None) -> float | None:
-    return None if value is None else min(1.0, max(0.0, round(float(value), 4)))
+def _conf(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else min(1.0, max(0.0, round(float(value), digits)))
 
 
 def write_txt(page: PageResult) -> str:
@@ -49,7 +49,7 @@ def write_jsonl(page: PageResult) -> str:
         record = {
             "path": str(page.path), "line": i, "bbox": list(line.line.bbox),
             "polygon": [list(p) for p in line.line.polygon], "baseline": [list(p) for p in line.line.baseline],
-            "text": line.text, "confidence": _conf(line.confidence),
+            "text": line.text, "confidence": _conf(line.confidence, 6),
         }
         out.append(json.dumps(record, ensure_ascii=False) + "\n")
     return "".join(out)
@@ -69,7 +69,7 @@ def _region_box(lines: Sequence[LineResult], page: PageResult) -> tuple[int, int
 
 def write_page_xml(page: PageResult) -> str:
     """PAGE-XML 2019-07-15: one TextRegion holding the lines, each TextLine with Coords,
-    Baseline and TextEquiv (with conf when known); the region's ReadingOrder."""
+    Baseline and TextEquiv (conf: the mean confidence of its characters, when known); the region's ReadingOrder."""
     now = _now()
     head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -90,7 +90,7 @@ def write_page_xml(page: PageResult) -> str:
         body.append(f'    <TextRegion id="r_1" type="paragraph">\n'
                     f'      <Coords points="{_points([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])}"/>\n')
         for i, line in enumerate(page.lines, 1):
-            conf = _conf(line.confidence)
+            conf = _conf(line.mean_confidence())
             conf_attr = "" if conf is None else f' conf="{conf:.4f}"'
             body.append(
                 f'      <TextLine id="r_1_l_{i}" custom="readingOrder {{index:{i - 1};}}">\n'
@@ -104,9 +104,22 @@ def write_page_xml(page: PageResult) -> str:
     return head + "".join(body) + "  </Page>\n</PcGts>\n"
 
 
+def _words(text: str) -> list[tuple[str, int]]:
+    """(word, index of its first character) for each space-separated word."""
+    out, start = [], None
+    for i, ch in enumerate(text + " "):
+        if ch.isspace():
+            if start is not None:
+                out.append((text[start:i], start))
+                start = None
+        elif start is None:
+            start = i
+    return out
+
+
 def write_alto(page: PageResult) -> str:
     """ALTO v4: one TextBlock of TextLines (HPOS, VPOS, WIDTH, HEIGHT, BASELINE, Shape with
-    the polygon), each word a String with WC (the line's confidence) and SP between words."""
+    the polygon), each word a String with WC (the mean confidence of its characters) and SP between words."""
     head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<alto xmlns="{ALTO_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -124,18 +137,17 @@ def write_alto(page: PageResult) -> str:
         body.append(f'        <TextBlock ID="b_1" HPOS="{x0}" VPOS="{y0}" WIDTH="{x1 - x0 + 1}" HEIGHT="{y1 - y0 + 1}">\n')
         for i, line in enumerate(page.lines, 1):
             lx0, ly0, lx1, ly1 = line.line.bbox
-            conf = _conf(line.confidence)
-            wc = "" if conf is None else f' WC="{conf:.4f}"'
             baseline = _points(line.line.baseline)
             body.append(
                 f'          <TextLine ID="l_{i}" HPOS="{lx0}" VPOS="{ly0}" WIDTH="{lx1 - lx0}" HEIGHT="{ly1 - ly0}" '
                 f'BASELINE="{baseline}">\n'
                 f'            <Shape><Polygon POINTS="{_points(line.line.polygon)}"/></Shape>\n'
             )
-            words = line.text.split()
-            for j, word in enumerate(words):
+            for j, (word, start) in enumerate(_words(line.text)):
                 if j:
                     body.append("            <SP/>\n")
+                conf = _conf(line.mean_confidence(start, start + len(word)))
+                wc = "" if conf is None else f' WC="{conf:.4f}"'
                 body.append(f'            <String ID="l_{i}_w_{j + 1}" CONTENT={quoteattr(word)}{wc}/>\n')
             body.append("          </TextLine>\n")
         body.append("        </TextBlock>\n")
