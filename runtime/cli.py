@@ -239,6 +239,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N samples."),
     worst: int = typer.Option(10, "--worst", min=0, help="How many worst samples to print."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report (totals and every sample) here."),
+    pages: bool = typer.Option(False, "--pages", help="LABELLED is a folder of pages with same-stem .txt or PAGE-XML (.xml) truth: segment and read them (default model: line)."),
 ) -> None:
     from .datasets import load_labelled
     from .errors import HtrError
@@ -246,6 +247,11 @@ def evaluate(
     from .output import Progress
 
     prog = "htr-eval"
+    if pages:
+        recognizer = _build(model or "line", provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
+                            lm_weight, None, spell, lexicon_mode, prog, chars)
+        _evaluate_pages(recognizer, labelled, limit, report, prog)
+        return
     try:
         data = load_labelled(labelled, split=split.value, split_file=split_file)
     except HtrError as err:
@@ -302,4 +308,36 @@ def evaluate(
         report.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         sys.stderr.write(f"{prog}: report written to {report}\n")
     if failed:
+        raise typer.Exit(1)
+
+
+def _evaluate_pages(recognizer: Any, folder: Path, limit: Optional[int], report: Optional[Path], prog: str) -> None:
+    """htr-eval --pages: page CER/WER (lines joined), line counts, and with PAGE-XML truth
+    line detection at IoU 0.5 and CER on the given lines."""
+    from .errors import HtrError
+    from .pages import PageReader
+    from .pages_eval import load_page_truth, page_summary, score_page
+
+    try:
+        truths, missing = load_page_truth(folder)
+    except (HtrError, OSError) as err:
+        raise _fail(f"{prog}: error: {folder}: {err}")
+    for name in missing:
+        sys.stderr.write(f"{prog}: skipped {name} (no .xml or .txt ground truth beside it)\n")
+    truths = truths[:limit] if limit else truths
+    if not truths:
+        raise _fail(f"{prog}: error: {folder}: no page images with .txt or PAGE-XML ground truth")
+    reader = PageReader(recognizer)
+    scores = [score_page(reader, t) for t in truths]
+    summary = page_summary(scores)
+    for s in scores:
+        if s.error:
+            sys.stderr.write(f"{prog}: error: {s.error}\n")
+    for key, value in summary.items():
+        if key != "pages_detail":
+            print(f"{key:<22}{value}")
+    if report:
+        report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        sys.stderr.write(f"{prog}: report written to {report}\n")
+    if any(s.error for s in scores):
         raise typer.Exit(1)

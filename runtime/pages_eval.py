@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -98,3 +99,118 @@ def match_lines(found: Sequence[Polygon], truth: Sequence[Polygon], width: int, 
             used_t.add(j)
             pairs.append((i, j, float(iou[i, j])))
     return LineMatch(tuple(sorted(pairs)), len(found), len(truth))
+
+
+# --------------------------------------------------------------------------- page evaluation
+
+
+@dataclass(frozen=True)
+class PageTruth:
+    """A page image and its ground truth: texts of its lines in reading order, and their
+    polygons when the truth is PAGE-XML (None for a .txt transcription)."""
+
+    path: Path
+    texts: tuple[str, ...]
+    polygons: tuple[Polygon, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PageScore:
+    """One page's figures: its texts joined, line counts, detection and recognition."""
+
+    path: str
+    reference: str
+    prediction: str
+    lines_found: int
+    lines_true: int
+    char_errors: int
+    match: LineMatch | None = None
+    given_lines_prediction: str | None = None
+    error: str | None = None
+
+
+def load_page_truth(folder: Path) -> tuple[list[PageTruth], list[str]]:
+    """Page images in `folder` (sorted) with a same-stem .xml (PAGE) or .txt; returns the
+    pages and the names of images without ground truth."""
+    from .images import is_image_file
+    from .serialize import read_page_xml
+
+    folder = Path(folder)
+    pages, missing = [], []
+    for image in sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)):
+        xml, txt = image.with_suffix(".xml"), image.with_suffix(".txt")
+        if xml.exists():
+            lines = read_page_xml(xml)
+            pages.append(PageTruth(image, tuple(ln.text for ln in lines), tuple(ln.polygon for ln in lines)))
+        elif txt.exists():
+            texts = [t.strip() for t in txt.read_text(encoding="utf-8").splitlines()]
+            pages.append(PageTruth(image, tuple(t for t in texts if t)))
+        else:
+            missing.append(image.name)
+    return pages, missing
+
+
+def score_page(reader, truth: PageTruth) -> PageScore:
+    """Segment and read one page with a `PageReader`, and compare it with its truth."""
+    from .images import load_image
+    from .metrics import edit_distance
+    from .segment import Segmentation, cut_lines
+
+    reference = " ".join(truth.texts)
+    result = reader.recognise(reader.prepare(truth.path))
+    if not result.ok:
+        return PageScore(str(truth.path), reference, "", 0, len(truth.texts), len(reference), error=result.error)
+    prediction = " ".join(line.text for line in result.lines)
+    match = given = None
+    if truth.polygons is not None:
+        match = match_lines([ln.line.polygon for ln in result.lines], truth.polygons, result.width, result.height)
+        # recognition on the given lines: the truth's polygons cut the same way, at the skew found
+        gray = load_image(truth.path)
+        boxes = tuple(_as_line(p) for p in truth.polygons)
+        seg = Segmentation(result.width, result.height, result.angle, 1.0, boxes)
+        decoded = reader.recognizer.recognise_arrays(cut_lines(gray, seg)) if boxes else []
+        given = " ".join(d.text for d in decoded)
+    return PageScore(str(truth.path), reference, prediction, len(result.lines), len(truth.texts),
+                     edit_distance(reference, prediction), match, given)
+
+
+def _as_line(polygon: Polygon):
+    from .segment import TextLine
+
+    xs = [p[0] for p in polygon]
+    ys = [p[1] for p in polygon]
+    return TextLine(tuple(polygon), (), (min(xs), min(ys), max(xs) + 1, max(ys) + 1))
+
+
+def page_summary(scores: Sequence[PageScore]) -> dict:
+    """Totals over pages (JSON-ready): page CER/WER, line-count error, and where the truth
+    has polygons, detection precision/recall/F1 at IoU 0.5 and CER on the given lines."""
+    from .metrics import error_rates
+
+    rates = error_rates((s.reference, s.prediction) for s in scores)
+    out: dict = {
+        "pages": len(scores),
+        "failed": sum(1 for s in scores if s.error),
+        "cer": round(rates.cer, 6),
+        "wer": round(rates.wer, 6),
+        "lines_true": sum(s.lines_true for s in scores),
+        "lines_found": sum(s.lines_found for s in scores),
+        "line_count_error": round(sum(abs(s.lines_found - s.lines_true) for s in scores) / max(1, len(scores)), 4),
+    }
+    detected = [s for s in scores if s.match is not None]
+    if detected:
+        matched = sum(s.match.matched for s in detected)  # type: ignore[union-attr]
+        found = sum(s.match.found for s in detected)  # type: ignore[union-attr]
+        true = sum(s.match.truth for s in detected)  # type: ignore[union-attr]
+        p = matched / found if found else 0.0
+        r = matched / true if true else 0.0
+        out.update(precision=round(p, 6), recall=round(r, 6), f1=round(2 * p * r / (p + r) if p + r else 0.0, 6))
+        given = error_rates((s.reference, s.given_lines_prediction or "") for s in detected)
+        out["cer_given_lines"] = round(given.cer, 6)
+    out["pages_detail"] = [
+        {"path": s.path, "lines_found": s.lines_found, "lines_true": s.lines_true, "char_errors": s.char_errors,
+         "f1": None if s.match is None else round(s.match.f1, 4), "error": s.error,
+         "reference": s.reference, "prediction": s.prediction}
+        for s in scores
+    ]
+    return out
