@@ -99,6 +99,9 @@ class PageReader:
         self.recognizer = recognizer
         self.options = options
         self.workers = workers or recognizer.workers
+        #: lines are cut at most this tall: twice the model's input height keeps the detail
+        #: its own resize uses, and saves cutting full-resolution lines only to shrink them
+        self.max_height = 2 * int(recognizer.engine.spec.input.height)
 
     def prepare(self, path: Path) -> _Prepared:
         """Load, segment and cut one page (errors are kept, not raised)."""
@@ -106,7 +109,7 @@ class PageReader:
         try:
             gray = load_image(path)
             seg = segment_page(gray, self.options)
-            images = cut_lines(gray, seg)
+            images = cut_lines(gray, seg, max_height=self.max_height)
             return _Prepared(path, seg, images, seconds=time.perf_counter() - start)
         except HtrError as err:
             return _Prepared(path, error=str(err), seconds=time.perf_counter() - start)
@@ -134,7 +137,7 @@ class PageReader:
         """Segment and read one already-loaded page."""
         start = time.perf_counter()
         seg = segment_page(gray, self.options)
-        images = cut_lines(gray, seg)
+        images = cut_lines(gray, seg, max_height=self.max_height)
         return self.recognise(_Prepared(Path(path), seg, images, seconds=time.perf_counter() - start))
 
     def recognise(self, prepared: _Prepared) -> PageResult:

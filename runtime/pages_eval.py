@@ -168,7 +168,7 @@ def score_page(reader, truth: PageTruth) -> PageScore:
         gray = load_image(truth.path)
         boxes = tuple(_as_line(p) for p in truth.polygons)
         seg = Segmentation(result.width, result.height, result.angle, 1.0, boxes)
-        decoded = reader.recognizer.recognise_arrays(cut_lines(gray, seg)) if boxes else []
+        decoded = reader.recognizer.recognise_arrays(cut_lines(gray, seg, max_height=reader.max_height)) if boxes else []
         given = " ".join(d.text for d in decoded)
     return PageScore(str(truth.path), reference, prediction, len(result.lines), len(truth.texts),
                      edit_distance(reference, prediction), match, given)

@@ -44,7 +44,7 @@ class SegmentOptions:
             the separating paths.
     """
 
-    max_pixels: int = 700_000
+    max_pixels: int = 600_000
     max_skew_deg: float = 5.0
     min_line_height: int = 4
     line_margin: float = 0.04
@@ -174,13 +174,17 @@ def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float]:
         return ink, 0.0
     areas = stats[1:, cv2.CC_STAT_AREA]
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
-    # the text's scale: median height of the components that are not specks
-    real = heights[areas >= 4]
+    widths = stats[1:, cv2.CC_STAT_WIDTH]
+    # the text's scale: median height of the components that are neither specks nor flat
+    # pieces of a rule
+    real = heights[(areas >= 4) & (widths < 6 * heights)]
     text_h = float(np.median(real)) if real.size else 1.0
     keep = np.ones(n, bool)
     keep[0] = False
     min_area = max(4.0, 0.04 * text_h * text_h)
     keep[1:] &= areas >= min_area
+    # what is left of a faint rule: long, flat pieces no letter has
+    keep[1:] &= ~((heights <= max(3.0, 0.2 * text_h)) & (widths >= 2 * text_h))
     if text_h < h / 4:  # a page, not a single line: clear what lies along its border
         x, y = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
         cw = stats[1:, cv2.CC_STAT_WIDTH]
@@ -438,13 +442,15 @@ def _to_page(polygon: np.ndarray, baseline: np.ndarray, back: np.ndarray, scale:
 # --------------------------------------------------------------------------- cutting
 
 
-def cut_lines(gray: np.ndarray, segmentation: Segmentation, margin: int = 4) -> list[np.ndarray]:
+def cut_lines(gray: np.ndarray, segmentation: Segmentation, margin: int = 4,
+              max_height: int | None = None) -> list[np.ndarray]:
     """Each line as its own deskewed image (2-D uint8, dark ink on white), in reading order.
 
     Each line is cut along its polygon from the page levelled by the skew found (only the
     line's own box is warped); whatever lies outside the polygon (the neighbouring lines'
     ascenders and descenders) becomes paper, its paper is brought to white, and ruled lines
-    under the writing are removed.
+    under the writing are removed. With `max_height`, a taller line is scaled down to that
+    height in the same warp (the model shrinks it anyway; this saves the work).
     """
     if not segmentation.lines:
         return []
@@ -457,14 +463,16 @@ def cut_lines(gray: np.ndarray, segmentation: Segmentation, margin: int = 4) -> 
         poly = np.asarray(line.polygon, np.float64) @ rot[:, :2].T + rot[:, 2]
         x0, y0 = np.floor(poly.min(0)).astype(int) - margin
         x1, y1 = np.ceil(poly.max(0)).astype(int) + margin + 1
-        cw, ch = max(2, x1 - x0), max(2, y1 - y0)
+        f = 1.0 if max_height is None else min(1.0, max_height / float(max(1, y1 - y0)))
+        cw, ch = max(2, int(round((x1 - x0) * f))), max(2, int(round((y1 - y0) * f)))
         shifted = rot.copy()
         shifted[:, 2] -= [x0, y0]
+        shifted *= f
+        # linear, as the model's own resize to its input height is
         crop = cv2.warpAffine(gray, shifted, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = np.zeros((ch, cw), np.uint8)
-        cv2.fillPoly(mask, [np.round(poly - [x0, y0]).astype(np.int32)], 255)
-        crop = _whiten(crop, mask)
-        out.append(crop)
+        cv2.fillPoly(mask, [np.round((poly - [x0, y0]) * f).astype(np.int32)], 255)
+        out.append(_whiten(crop, mask))
     return out
 
 
