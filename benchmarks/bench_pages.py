@@ -17,7 +17,8 @@ read back as a user's files would be:
   end-to-end pages/s through `PageReader.read_paths` (what `htr-run --segment` runs),
   against the baseline of recognising the ground-truth line images alone.
 
-Writes benchmarks/reports/pages.{json,md}.
+Writes benchmarks/reports/pages.{json,md}. `--draw docs/page-segmentation.png` instead
+draws one held-out page with the lines found on it (polygons and baselines) and their text.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="line")
+    parser.add_argument("--draw", type=Path, help="Only draw page --index with its lines into this PNG.")
+    parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args()
+    if args.draw:
+        draw(args.draw, args.seed, args.index, args.model)
+        return
 
     busy_before = busy_cpus()
     engine = Engine(resolve_model(args.model), threads=args.threads)
@@ -82,13 +88,13 @@ def main() -> None:
             t = time.perf_counter()
             gray = load_image(path)
             t_load = time.perf_counter() - t
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             seg = segment_page(gray)
             crops = cut_lines(gray, seg, max_height=max_height)
-            t_seg = time.perf_counter() - t
-            t = time.perf_counter()
+            t_seg, c_seg = time.perf_counter() - t, time.process_time() - c
+            t, c = time.perf_counter(), time.process_time()
             decoded = recognizer.recognise_arrays(crops) if crops else []
-            t_rec = time.perf_counter() - t
+            t_rec, c_rec = time.perf_counter() - t, time.process_time() - c
             h, w = gray.shape
             truth = Segmentation(w, h, page.rotation_deg, 1.0,
                                  tuple(TextLine(ln.polygon, ln.baseline, ln.bbox) for ln in page.lines))
@@ -107,6 +113,7 @@ def main() -> None:
                 "prediction": " ".join(d.text for d in decoded),
                 "prediction_truth_lines": " ".join(d.text for d in truth_decoded),
                 "seconds_load": t_load, "seconds_segment": t_seg, "seconds_recognise": t_rec,
+                "cpu_seconds_segment": c_seg, "cpu_seconds_recognise": c_rec,
                 "seconds_truth_cut": t_truth_cut, "seconds_truth_recognise": t_truth_rec,
             })
             print(f"{path.name}: {m.matched}/{m.truth} lines, found {m.found}, seg {t_seg:.3f}s rec {t_rec:.3f}s",
@@ -140,6 +147,8 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in rows) for k in ("seconds_load", "seconds_segment", "seconds_recognise")}
     share = med["seconds_segment"] / (med["seconds_load"] + med["seconds_segment"] + med["seconds_recognise"])
     share_no_load = med["seconds_segment"] / (med["seconds_segment"] + med["seconds_recognise"])
+    cpu_seg = sum(r["cpu_seconds_segment"] for r in rows)
+    cpu_rec = sum(r["cpu_seconds_recognise"] for r in rows)
     result = {
         "pages": len(rows), "seed": args.seed, "split": "heldout", "dpi": 300, "page_size": [2480, 3508],
         "lines_true": true, "lines_found": found, "lines_matched": matched,
@@ -148,6 +157,8 @@ def main() -> None:
         "cer_gap_points": 100 * (cer_seg.cer - cer_truth.cer),
         "wer_segmented": cer_seg.wer, "wer_truth_lines": cer_truth.wer,
         "median_seconds": med, "segment_share": share, "segment_share_without_decoding": share_no_load,
+        "cpu_seconds_per_page_segment": cpu_seg / len(rows), "cpu_seconds_per_page_recognise": cpu_rec / len(rows),
+        "segment_share_of_cpu_time": cpu_seg / (cpu_seg + cpu_rec),
         "lines_per_page": true / len(rows),
         "pages_per_second_end_to_end": len(rows) / seconds_e2e, "lines_end_to_end": n_lines,
         "pages_per_second_truth_lines_only": len(rows) / seconds_lines_only,
@@ -157,6 +168,35 @@ def main() -> None:
         "model": str(engine.path), "decoder": "greedy", "rows": rows,
     }
     write_report(result)
+
+
+def draw(target: Path, seed: int, index: int, model: str) -> None:
+    """A held-out page, its detected line polygons and baselines, and the text read beside it."""
+    from htr.runtime.pages import PageReader
+
+    engine = Engine(resolve_model(model), threads=2)
+    reader = PageReader(Recognizer(engine, make_decoder("greedy", engine.spec.charset, engine.spec.blank)))
+    page = PageGenerator(split="heldout", seed=seed, layout=PageLayout(dpi=300.0)).page(index)
+    result = reader.read_image(page.image, f"held-out page {index}")
+    s = 0.36
+    picture = cv2.cvtColor(cv2.resize(page.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
+    colours = [(40, 40, 220), (220, 110, 20)]
+    for k, line in enumerate(result.lines):
+        poly = np.round(np.asarray(line.line.polygon) * s).astype(np.int32)
+        cv2.polylines(picture, [poly], True, colours[k % 2], 2, cv2.LINE_AA)
+        base = np.round(np.asarray(line.line.baseline) * s).astype(np.int32)
+        cv2.polylines(picture, [base], False, (30, 160, 30), 1, cv2.LINE_AA)
+    h, w = picture.shape[:2]
+    panel = np.full((h, int(w * 1.05), 3), 255, np.uint8)
+    y = 40
+    for k, line in enumerate(result.lines):
+        cv2.putText(panel, f"{k + 1:2d} {line.text}"[:64], (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.48,
+                    colours[k % 2], 1, cv2.LINE_AA)
+        y += int((h - 60) / max(len(result.lines), 1))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(target), np.hstack([picture, panel]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"{target}: {len(result.lines)} lines found, {len(page.lines)} true; skew {result.angle:.2f} "
+          f"(page turned {page.rotation_deg:.2f})")
 
 
 def write_report(r: dict) -> None:
@@ -185,6 +225,7 @@ Model `{Path(r['model']).name}`, greedy decoding. Made by `python benchmarks/ben
 | page WER, segmented / ground-truth lines | {100 * r['wer_segmented']:.1f}% / {100 * r['wer_truth_lines']:.1f}% | |
 | median seconds per page: decode JPEG / segment + cut / recognise | {med['seconds_load']:.3f} / {med['seconds_segment']:.3f} / {med['seconds_recognise']:.3f} | |
 | share of a page's time spent segmenting (with decoding / without) | **{100 * r['segment_share']:.0f}%** / {100 * r['segment_share_without_decoding']:.0f}% | <= 25% |
+| CPU seconds per page (all threads): segment + cut / recognise; segmenting's share | {r['cpu_seconds_per_page_segment']:.3f} / {r['cpu_seconds_per_page_recognise']:.3f}; **{100 * r['segment_share_of_cpu_time']:.0f}%** | <= 25% |
 | pages/s end to end (`PageReader.read_paths`, as `htr-run --segment`) | {r['pages_per_second_end_to_end']:.2f} | |
 | pages/s reading the ground-truth line images alone (baseline) | {r['pages_per_second_truth_lines_only']:.2f} | |
 
