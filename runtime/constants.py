@@ -26,6 +26,8 @@ DEFAULT_MAX_WIDTH = 4096
 DEFAULT_BATCH_SIZE = 32
 WIDTH_GROUPING_WINDOW = 8
 
-#: Decoding defaults (the decoding package keeps its own, these are for the CLI).
+#: The decoder htr-run, htr-eval and htr-serve use unless told otherwise (the decoders'
+#: own defaults are their options dataclasses', in decoding/options.py).
 DEFAULT_DECODER = "greedy"
-DEFAULT_BEAM_WIDTH = 10
+#: Defined with the other decoder defaults; named here for htr-serve's API schema.
+from .decoding.constants import DEFAULT_BEAM_WIDTH as DEFAULT_BEAM_WIDTH  # noqa: E402

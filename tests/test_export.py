@@ -317,3 +317,26 @@ def test_calibration_and_check_folders_are_searched_recursively(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="empty: folder has no png"):
         verify.image_files([tmp_path / "empty"])
+
+
+def test_cli_output_is_the_precision_asked_for(legacy_h5, tmp_path):
+    """-o X --lstm8 writes the lstm8 model to X (fp32 beside it only with --keep-fp32);
+    two precisions at once are a usage error."""
+    from typer.testing import CliRunner
+
+    from htr.export.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "word.onnx"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(out), "--lstm8"])
+    assert result.exit_code == 0, result.output
+    assert Engine(out).spec.source.get("quantization") == "fp32+lstm-int8-dynamic"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["word.onnx"]
+    kept = tmp_path / "kept.onnx"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(kept), "--lstm8", "--keep-fp32"])
+    assert result.exit_code == 0, result.output
+    assert "quantization" not in Engine(tmp_path / "kept.fp32.onnx").spec.source
+    assert Engine(kept).spec.source.get("quantization") == "fp32+lstm-int8-dynamic"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(tmp_path / "two.onnx"), "--lstm8", "--fp16"])
+    assert result.exit_code == 2 and "one precision per export" in result.output
+    assert not (tmp_path / "two.onnx").exists()

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__)
+from htr.runtime.cli_options import new_app, version_option
+
+app = new_app(help=__doc__, no_args_is_help=True)
 
 _CHARSETS = {"seed-word": "SEED_WORD_CHARSET", "seed-line": "SEED_LINE_CHARSET"}
 
@@ -36,6 +38,7 @@ def main(
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per CPU)."),
     text_only: bool = typer.Option(False, "--text-only", help="Write only the texts, one per line, to OUT (a file): text for htr-lm."),
     dpi: float = typer.Option(300.0, "--dpi", min=50.0, max=1200.0, help="Pages: resolution of the A4 page."),
+    version: bool = version_option(),
 ) -> None:
     """Write COUNT synthetic handwriting images and labels.tsv into OUT (or with
     --text-only, just their texts into the file OUT; with --kind pages, page images with

@@ -19,13 +19,11 @@ and compiled under `tf.distribute.MirroredStrategy`; with JAX, `keras.distributi
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -36,38 +34,8 @@ from htr.runtime.decoding import greedy_decode
 from htr.runtime.metrics import error_rates
 
 from . import models
+from .config import TrainConfig
 from .data import CTCDataset, LabelEncoder, open_source
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "seed-word"
-    data: str = "synth:words"
-    out: str = "runs/htr"
-    val: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"  # cosine | plateau | constant
-    steps_per_epoch: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    val_batches: int | None = None
-    charset: str | None = None  # None: the architecture's / data kind's default
-    split_file: str | None = None
-    patience: int = 10
-    seed: int = 0
-    workers: int = 2
-    use_multiprocessing: bool = False
-    augment: bool = True
-    resume: bool = False
-    digit_fraction: float = 0.1  # synthetic training data: share of real MNIST digit strings
-    init_from: str | None = None  # a trained model (.keras/.h5) whose matching layers start this one
-    mixed_precision: str = "auto"  # auto | on | off
-    show_samples: int = 4
-    verbose: int | str = "auto"
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-
 
 # ---- devices ------------------------------------------------------------------------
 
@@ -263,10 +231,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gpus = gpu_count()
-        use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and self.gpus > 0)
-        keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
-        self.mixed_precision = use_mp
-        keras.utils.set_random_seed(cfg.seed)
+        # The dtype policy and the seeds are process-wide: `train` sets them, not this object.
+        self.mixed_precision = keras.mixed_precision.global_policy().name == "mixed_float16"
 
         kind = "lines" if ("lines" in cfg.data) else "words"
         charset = default_charset(cfg, kind)
@@ -438,7 +404,13 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train as configured; returns a summary (epochs, best val CER, images/s, history)."""
+    """Train as configured; returns a summary (epochs, best val CER, images/s, history).
+
+    The one place that sets Keras' process-wide state: the dtype policy (mixed float16
+    when `cfg.mixed_precision` is "on", or "auto" with a GPU) and the random seeds."""
+    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpu_count() > 0)
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    keras.utils.set_random_seed(cfg.seed)
     return Trainer(cfg).fit()
 
 
@@ -473,11 +445,6 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     if not copied:
         raise ValueError(f"{path}: none of its layers fits this architecture; expected a model of the same architecture")
     return {"copied": copied, "skipped": skipped}
-
-
-def read_history(path: str | Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
