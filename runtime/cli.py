@@ -134,7 +134,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _run_pages(recognizer: Any, images: list, fmt: str, output: Optional[Path], output_dir: Optional[Path],
+def _run_pages(recognizer: Any, images: list[Path], fmt: str, output: Optional[Path], output_dir: Optional[Path],
                problems: bool, prog: str) -> None:
     """htr-run --segment: pages -> lines -> text, written as they are read."""
     import time

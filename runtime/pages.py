@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import HtrError
 from .images import load_image
+from .pipeline import Recognizer
 from .segment import DEFAULT_OPTIONS, Segmentation, SegmentOptions, TextLine, cut_lines, segment_page
 
 
@@ -95,7 +96,7 @@ class _Prepared:
 class PageReader:
     """Segments pages and reads their lines with a line `Recognizer`."""
 
-    def __init__(self, recognizer, options: SegmentOptions = DEFAULT_OPTIONS, workers: int | None = None):
+    def __init__(self, recognizer: Recognizer, options: SegmentOptions = DEFAULT_OPTIONS, workers: int | None = None):
         self.recognizer = recognizer
         self.options = options
         self.workers = workers or recognizer.workers

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
+
+from .segment import TextLine
+
+if TYPE_CHECKING:
+    from .pages import PageReader
 
 Polygon = Sequence[tuple[int, int]]
 
@@ -150,7 +155,7 @@ def load_page_truth(folder: Path) -> tuple[list[PageTruth], list[str]]:
     return pages, missing
 
 
-def score_page(reader, truth: PageTruth) -> PageScore:
+def score_page(reader: PageReader, truth: PageTruth) -> PageScore:
     """Segment and read one page with a `PageReader`, and compare it with its truth."""
     from .images import load_image
     from .metrics import edit_distance
@@ -174,21 +179,19 @@ def score_page(reader, truth: PageTruth) -> PageScore:
                      edit_distance(reference, prediction), match, given)
 
 
-def _as_line(polygon: Polygon):
-    from .segment import TextLine
-
+def _as_line(polygon: Polygon) -> TextLine:
     xs = [p[0] for p in polygon]
     ys = [p[1] for p in polygon]
     return TextLine(tuple(polygon), (), (min(xs), min(ys), max(xs) + 1, max(ys) + 1))
 
 
-def page_summary(scores: Sequence[PageScore]) -> dict:
+def page_summary(scores: Sequence[PageScore]) -> dict[str, Any]:
     """Totals over pages (JSON-ready): page CER/WER, line-count error, and where the truth
     has polygons, detection precision/recall/F1 at IoU 0.5 and CER on the given lines."""
     from .metrics import error_rates
 
     rates = error_rates((s.reference, s.prediction) for s in scores)
-    out: dict = {
+    out: dict[str, Any] = {
         "pages": len(scores),
         "failed": sum(1 for s in scores if s.error),
         "cer": round(rates.cer, 6),
@@ -199,9 +202,10 @@ def page_summary(scores: Sequence[PageScore]) -> dict:
     }
     detected = [s for s in scores if s.match is not None]
     if detected:
-        matched = sum(s.match.matched for s in detected)  # type: ignore[union-attr]
-        found = sum(s.match.found for s in detected)  # type: ignore[union-attr]
-        true = sum(s.match.truth for s in detected)  # type: ignore[union-attr]
+        matches = [s.match for s in detected if s.match is not None]
+        matched = sum(m.matched for m in matches)
+        found = sum(m.found for m in matches)
+        true = sum(m.truth for m in matches)
         p = matched / found if found else 0.0
         r = matched / true if true else 0.0
         out.update(precision=round(p, 6), recall=round(r, 6), f1=round(2 * p * r / (p + r) if p + r else 0.0, 6))

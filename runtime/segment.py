@@ -127,7 +127,8 @@ def normalise_background(gray: np.ndarray, kernel: int = 21) -> np.ndarray:
     paper = cv2.dilate(gray, k)
     paper = cv2.blur(paper, (kernel, kernel)).astype(np.float32)
     out = gray.astype(np.float32) * 255.0 / np.maximum(paper, 1.0)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    result: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    return result
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
@@ -235,7 +236,8 @@ def estimate_skew(ink: np.ndarray, max_deg: float = 5.0) -> float:
 def _rotation(shape: tuple[int, ...], angle: float) -> np.ndarray:
     """The 2x3 affine matrix that levels writing skewed by `angle` degrees (about the centre)."""
     h, w = shape[:2]
-    return cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -angle, 1.0)
+    matrix: np.ndarray = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -angle, 1.0)
+    return matrix
 
 
 # --------------------------------------------------------------------------- lines
@@ -412,7 +414,8 @@ def _baseline(ys: np.ndarray, xs: np.ndarray, x0: int, x1: int) -> np.ndarray:
 def _simplify(polygon: np.ndarray) -> np.ndarray:
     """Drop points on straight runs (the polygon keeps its shape to a pixel)."""
     approx = cv2.approxPolyDP(polygon.astype(np.float32).reshape(-1, 1, 2), 0.7, True)
-    return approx.reshape(-1, 2).astype(np.float64)
+    points: np.ndarray = approx.reshape(-1, 2).astype(np.float64)
+    return points
 
 
 def _to_page(polygon: np.ndarray, baseline: np.ndarray, back: np.ndarray, scale: float,
@@ -424,7 +427,8 @@ def _to_page(polygon: np.ndarray, baseline: np.ndarray, back: np.ndarray, scale:
         pts = pts / scale
         pts[:, 0] = np.clip(np.round(pts[:, 0]), 0, width - 1)
         pts[:, 1] = np.clip(np.round(pts[:, 1]), 0, height - 1)
-        return pts.astype(np.int64)
+        rounded: np.ndarray = pts.astype(np.int64)
+        return rounded
 
     poly = transform(polygon)
     base = transform(baseline)
@@ -483,7 +487,7 @@ def _whiten(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     sample = inside[:: max(1, inside.size // 20_000)] if inside.size else crop.ravel()
     paper = float(np.percentile(sample, 90)) if sample.size else 255.0
     gain = 255.0 / max(paper, 32.0)
-    level = cv2.convertScaleAbs(crop, alpha=gain)
+    level: np.ndarray = cv2.convertScaleAbs(crop, alpha=gain)
     level[mask == 0] = 255
     ink = np.where(level < 200, 255, 0).astype(np.uint8)
     # rules: ink runs across a quarter of the line, looked for on a copy 8x narrower

@@ -13,7 +13,6 @@ vignetting, a dark table or scanner edge in the margins, specks, blur and noise.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -110,7 +109,7 @@ class PageGenerator:
         n_lines = max(1, min(n_fit, int(rng.integers(lay.lines[0], lay.lines[1] + 1))))
 
         ink = np.zeros((height, width), np.float32)
-        boxes: list[tuple[str, np.ndarray, float]] = []
+        boxes: list[tuple[str, tuple[np.ndarray, np.ndarray], float]] = []
         sample = int(rng.integers(0, 10_000_000))
         for k in range(n_lines):
             base_y = top + (k + 1) * pitch + rng.uniform(-0.06, 0.06) * pitch
@@ -196,7 +195,7 @@ class PageGenerator:
         # the photograph: rotation, perspective, the table around the sheet
         rotation = float(rng.uniform(-lay.max_rotation_deg, lay.max_rotation_deg))
         rot = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), rotation, 1.0), [0, 0, 1]])
-        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
         jitter = rng.uniform(-lay.perspective, lay.perspective, (4, 2)) * [w, h]
         persp = cv2.getPerspectiveTransform(src, (src + jitter).astype(np.float32))
         warp = persp @ rot
