@@ -246,7 +246,7 @@ def test_cli_writes_a_labelled_folder(tmp_path):
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "o" / "labels.tsv").read_text().splitlines()
     assert len(rows) == 6 and all(" " in r.split("\t")[1] or r.split("\t")[1].isdigit() for r in rows)
-    bad = CliRunner().invoke(app, [str(tmp_path / "p"), "--kind", "pages"])
+    bad = CliRunner().invoke(app, [str(tmp_path / "p"), "--kind", "scrolls"])
     assert bad.exit_code == 2
 
 
