@@ -37,6 +37,16 @@ class Format(str, Enum):
     csv = "csv"
 
 
+class RunEngine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class ShardFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 class SplitName(str, Enum):
     all = "all"
     train = "train"
@@ -86,21 +96,32 @@ def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_
     spec = engine.spec
     if decoder is DecoderName.greedy and (lm or lm_weight is not None):
         raise _fail(f"{prog}: error: --lm and --lm-weight need --decoder beam or lexicon (greedy uses no LM)")
-    options: dict[str, Any] = {"chars": chars}
-    if decoder is not DecoderName.greedy:
-        options.update(beam_width=beam_width, nbest=nbest, lm=str(lm) if lm else None, lm_weight=lm_weight)
-    if decoder is DecoderName.lexicon:
-        mode = lexicon_mode or ("lines" if " " in spec.charset else "words")
-        options.update(lexicon=str(lexicon) if lexicon else None, mode=mode)
-    elif spell:
-        options["spell"] = str(lexicon) if lexicon else True
+    options = _decoder_options(spec.charset, decoder, beam_width, lexicon, lm, lm_weight, nbest, spell,
+                               lexicon_mode, chars)
     try:
         decode = make_decoder(decoder.value, spec.charset, spec.blank, **options)
     except (ValueError, OSError, HtrError) as err:
         raise _fail(f"{prog}: error: {err}")
     except Exception as err:  # e.g. the default word list cannot be built
         raise _fail(f"{prog}: error: {type(err).__name__}: {err}")
-    return Recognizer(engine, decode, batch_size=batch_size)
+    recognizer = Recognizer(engine, decode, batch_size=batch_size)
+    recognizer.decoder_options = options  # what --engine ray's actors build the same decoder from
+    return recognizer
+
+
+def _decoder_options(charset: Any, decoder: DecoderName, beam_width: int, lexicon: Optional[Path],
+                     lm: Optional[str], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
+                     lexicon_mode: Optional[str], chars: Optional[str]) -> dict[str, Any]:
+    """`make_decoder` keyword options from CLI flags."""
+    options: dict[str, Any] = {"chars": chars}
+    if decoder is not DecoderName.greedy:
+        options.update(beam_width=beam_width, nbest=nbest, lm=str(lm) if lm else None, lm_weight=lm_weight)
+    if decoder is DecoderName.lexicon:
+        mode = lexicon_mode or ("lines" if " " in charset else "words")
+        options.update(lexicon=str(lexicon) if lexicon else None, mode=mode)
+    elif spell:
+        options["spell"] = str(lexicon) if lexicon else True
+    return options
 
 
 @run_app.command(help="Recognise handwriting in image files and folders (png, jpg, tif, bmp).")
@@ -124,16 +145,36 @@ def run(
     lexicon_mode: Optional[str] = _mode_opt,
     chars: Optional[str] = _chars_opt,
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
+    engine: RunEngine = typer.Option(RunEngine.local, "--engine", help="local: this machine; ray: a Ray cluster (pip install 'htr[cpu,ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (auto or HOST:PORT); default: start a local Ray for the run."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: actors, each with one model session (default 1)."),
+    threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", min=1, help="Ray: CPUs (and onnxruntime threads) per actor (default 1)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per actor, e.g. 1 or 0.5 (needs --provider cuda)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Ray: write result shards here through Ray Data instead of one output."),
+    shard_format: ShardFormat = typer.Option(ShardFormat.jsonl, "--shard-format", help="Ray: shard format for --output-dir."),
+    resume: bool = typer.Option(False, "--resume", help="Ray: skip images already in --output-dir's shards."),
 ) -> None:
     from .images import list_images
     from .output import Progress, ResultWriter
 
     prog = "htr-run"
+    ray_flags = {"--address": address, "--workers": workers, "--threads-per-worker": threads_per_worker,
+                 "--gpus-per-worker": gpus_per_worker, "--output-dir": output_dir, "--resume": resume or None}
+    given = [name for name, value in ray_flags.items() if value is not None]
+    if engine is RunEngine.local and given:
+        raise _fail(f"{prog}: error: {', '.join(given)} need --engine ray")
     recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
                         lm_weight, nbest, spell, lexicon_mode, prog, chars)
     images, problems = list_images(paths, recursive=recursive)
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
+    if engine is RunEngine.ray:
+        from .distributed import run_from_cli
+
+        code = run_from_cli(prog, images, bool(problems), recognizer, decoder.value, provider.value, batch_size,
+                            format.value, output, progress, address, workers, threads_per_worker,
+                            gpus_per_worker, output_dir, shard_format.value, resume)
+        raise typer.Exit(code)
     try:
         stream = open(output, "w", encoding="utf-8") if output else sys.stdout
     except OSError as err:

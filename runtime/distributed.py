@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,18 +321,22 @@ def map_recognize(dataset: "ray.data.Dataset", settings: RecognizerSettings,
                   cluster: ClusterOptions) -> "ray.data.Dataset":
     """`dataset.map_batches(RecognizeBatch, ...)` with the actor pool and retries of `cluster`."""
     ray = import_ray()
+    # Actor restarts and task retries: Ray Data takes them only as ray_remote_args (which
+    # Ray 2.60 warns about); its own defaults are -1/-1, ours bound the retries of a batch.
     remote_args: dict[str, Any] = {"max_restarts": cluster.max_restarts, "max_task_retries": cluster.max_task_retries}
-    return dataset.map_batches(
-        RecognizeBatch,
-        fn_constructor_kwargs={"settings": settings},
-        compute=ray.data.ActorPoolStrategy(size=cluster.workers),
-        num_cpus=cluster.threads,
-        num_gpus=cluster.gpus or None,
-        batch_size=settings.batch_size,
-        batch_format="pyarrow",
-        zero_copy_batch=True,
-        **remote_args,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        return dataset.map_batches(
+            RecognizeBatch,
+            fn_constructor_kwargs={"settings": settings},
+            compute=ray.data.ActorPoolStrategy(size=cluster.workers),
+            num_cpus=cluster.threads,
+            num_gpus=cluster.gpus or None,
+            batch_size=settings.batch_size,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            **remote_args,
+        )
 
 
 # --- htr-run --engine ray ------------------------------------------------------------------
@@ -414,7 +419,7 @@ def run_cluster(
         summary.skipped = len(images) - len(todo)
     started = start_ray(cluster) if todo else False
     ray = import_ray()
-    begin = time.perf_counter()
+    begin = time.perf_counter()  # after Ray is up: the rate is that of the recognition
     try:
         if todo:
             dataset = map_recognize(read_images([str(p) for p in todo]), settings, cluster)
@@ -547,3 +552,88 @@ def shard_errors(shards: Iterable[Path]) -> Iterator[str]:
     failed = sorted((str(r["path"]), str(r["error"])) for s in shards for r in read_shard(s) if r.get("error"))
     for _, error in failed:
         yield error
+
+
+def run_from_cli(
+    prog: str, images: Sequence[Path], listing_failed: bool, recognizer: Any, decoder: str, provider: str,
+    batch_size: int, fmt: str, output: Path | None, progress: bool | None, address: str | None,
+    workers: int | None, threads_per_worker: int | None, gpus_per_worker: float | None,
+    output_dir: Path | None, shard_format: str, resume: bool,
+) -> int:
+    """`htr-run --engine ray` after the options are parsed: returns the exit code.
+
+    `recognizer` is the one the CLI built here (it checked the model and decoder options,
+    so usage errors exit 2 before Ray starts); every actor builds the same from them.
+    Results, error lines and the summary line are those of the local run.
+    """
+    from .output import Progress, ResultWriter
+
+    def usage(message: str) -> int:
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        return 2
+
+    if output_dir is not None and output is not None:
+        return usage("--output-dir writes shards; it cannot be combined with --output")
+    if resume and output_dir is None:
+        return usage("--resume needs --output-dir (the shards it resumes from)")
+    if (gpus_per_worker or 0) > 0 and provider == "cpu":
+        return usage("--gpus-per-worker needs --provider cuda or tensorrt")
+    if shard_format == "parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            return usage("--shard-format parquet needs pyarrow (pip install pyarrow)")
+    engine = recognizer.engine
+    try:
+        settings = RecognizerSettings(model=str(engine.path.resolve()), provider=provider, decoder=decoder,
+                                      decoder_options=dict(getattr(recognizer, "decoder_options", {})),
+                                      batch_size=batch_size, threads=threads_per_worker or 1)
+        cluster = ClusterOptions(address=address, workers=workers or 1, threads=threads_per_worker or 1,
+                                 gpus=gpus_per_worker or 0.0)
+    except ValueError as err:
+        return usage(str(err))
+    stream = None
+    if output is not None:
+        try:
+            stream = open(output, "w", encoding="utf-8")
+        except OSError as err:
+            return usage(f"{output}: cannot write ({err.strerror or err})")
+    writer = ResultWriter(stream or sys.stdout, fmt) if output_dir is None else None
+    bar = Progress(len(images), enabled=progress if output_dir is None else False)
+
+    def on_result(rec: Recognition) -> None:
+        if not rec.ok:
+            if bar.enabled:
+                sys.stderr.write("\n")
+            sys.stderr.write(f"{prog}: error: {rec.error}\n")
+        assert writer is not None
+        writer.write(rec)
+        bar.update()
+
+    def on_error(message: str) -> None:
+        sys.stderr.write(f"{prog}: error: {message}\n")
+
+    try:
+        summary = run_cluster(images, settings, cluster, on_result=on_result, output_dir=output_dir,
+                              shard_format=shard_format, resume=resume, on_error=on_error)
+    except HtrError as err:
+        sys.stderr.write(f"{prog}: error: {err}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{prog}: interrupted after {bar.done} images; results so far were written\n")
+        return 130
+    finally:
+        if stream is not None:
+            stream.close()
+    bar.close()
+    if summary.skipped:
+        sys.stderr.write(f"{prog}: --resume: {summary.skipped} images already in {output_dir}, skipped\n")
+    if output_dir is not None:
+        sys.stderr.write(f"{prog}: {len(summary.shards)} shards written to {output_dir}\n")
+    rate = summary.images / summary.seconds if summary.seconds > 0 else 0.0
+    where = f"ray {cluster.address or 'local'}, {cluster.workers} workers x {cluster.threads} threads"
+    sys.stderr.write(
+        f"{prog}: {summary.images} images, {summary.failed} failed, {rate:.1f} images/s "
+        f"({engine.path.name}, {engine.providers[0]}, {decoder}; {where})\n"
+    )
+    return 1 if summary.failed or listing_failed else 0
