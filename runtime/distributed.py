@@ -123,7 +123,8 @@ def result_schema() -> "pyarrow.Schema":
     """The columns of every recognised batch (fixed, so blocks and shards always agree)."""
     import pyarrow as pa
 
-    nbest = pa.struct([("text", pa.string()), ("confidence", pa.float64()), ("log_prob", pa.float64())])
+    nbest = pa.struct([("text", pa.string()), ("confidence", pa.float64()), ("log_prob", pa.float64()),
+                       ("char_confidences", pa.list_(pa.float64())), ("time_steps", pa.list_(pa.int64()))])
     return pa.schema([
         ("path", pa.string()),
         ("text", pa.string()),
@@ -218,7 +219,9 @@ def _row(rec: Recognition) -> dict[str, Any]:
         "char_confidences": [float(c) for c in d.char_confidences],
         "time_steps": [int(t) for t in d.time_steps],
         "log_prob": float(d.log_prob),
-        "nbest": [{"text": n.text, "confidence": float(n.confidence), "log_prob": float(n.log_prob)} for n in d.nbest],
+        "nbest": [{"text": n.text, "confidence": float(n.confidence), "log_prob": float(n.log_prob),
+                   "char_confidences": [float(c) for c in n.char_confidences],
+                   "time_steps": [int(t) for t in n.time_steps]} for n in d.nbest],
         "error": None,
     }
 
@@ -229,7 +232,9 @@ def row_recognition(row: Mapping[str, Any]) -> Recognition:
     if row.get("error"):
         return Recognition(path, error=str(row["error"]))
     nbest = tuple(
-        Decoded(n["text"], float(n["confidence"]), (), (), float(n["log_prob"])) for n in (row.get("nbest") or ())
+        Decoded(n["text"], float(n["confidence"]), tuple(float(c) for c in n.get("char_confidences") or ()),
+                tuple(int(t) for t in n.get("time_steps") or ()), float(n["log_prob"]))
+        for n in (row.get("nbest") or ())
     )
     decoded = Decoded(
         str(row["text"]),
