@@ -3,7 +3,7 @@
     python benchmarks/bench_scale.py [--images DIR] [--count 10000] [--model word]
 
 Writes word images with `htr-synth DIR --kind words --count N --split heldout --seed 99`
-(unless DIR has them), then runs, as real processes, each once:
+(unless DIR exists: then its images, recursively), then runs, as real processes, each once:
 
 - local:      htr-run DIR -r -f jsonl -o local.jsonl
 - ray-1, ray-2: the same with --engine ray --workers 1|2 (a local Ray started by the command)
@@ -66,13 +66,15 @@ def start_node(args: list[str], temp: Path) -> subprocess.Popen:
 
 
 def stop_node(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    """SIGTERM to the node's process group, then SIGKILL to whatever of it is left."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
             pass
 
 
@@ -99,7 +101,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    if not (args.images / "labels.tsv").exists():
+    if not args.images.exists():
         subprocess.run([str(BIN / "htr-synth"), str(args.images), "--kind", "words", "--count", str(args.count),
                         "--split", "heldout", "--seed", "99"], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -113,12 +115,12 @@ def main() -> None:
     port = free_port()
     address = f"127.0.0.1:{port}"
     head = start_node(["--head", "--num-cpus", "1", "--port", str(port), "--include-dashboard=false",
-                       "--temp-dir", str(work / "ray-head")], work)
+                       "--node-ip-address", "127.0.0.1"], work)
     nodes: list[dict] = []
     worker = None
     try:
         wait_for_nodes(address, 1)
-        worker = start_node(["--address", address, "--num-cpus", "1"], work)
+        worker = start_node(["--address", address, "--num-cpus", "1", "--node-ip-address", "127.0.0.1"], work)
         nodes = wait_for_nodes(address, 2)
         runs["two-nodes"] = htr_run(args.images, work / "two-nodes.jsonl", args.model, *b, "--engine", "ray",
                                     "--address", address, "--workers", "2", "--threads-per-worker", "1")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .constants import DEFAULT_BATCH_SIZE, IMAGE_SUFFIXES
+from .constants import DEFAULT_BATCH_SIZE, IMAGE_SUFFIXES, WIDTH_GROUPING_WINDOW
 from .decoding import Decoded
 from .errors import HtrError
 from .pipeline import Recognition
@@ -91,6 +91,7 @@ class RecognizerSettings:
     decoder_options: Mapping[str, Any] = field(default_factory=dict)
     batch_size: int = DEFAULT_BATCH_SIZE
     threads: int = 1
+    dynamic_width: bool = False  # the model's; decides the local run's windows (window_recognize)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -165,6 +166,40 @@ class RecognizeBatch:
         paths = [str(p) for p in _column(batch, "path")]
         blobs = _column(batch, "bytes")
         return records_table(recognise_blobs(self.recognizer, paths, blobs))
+
+
+class RecognizeWindows(RecognizeBatch):
+    """Ray Data callable class for `htr-run --engine ray`: each row is one window of paths.
+
+    The window is recognised exactly as `Recognizer.recognise_paths` recognises that window
+    on one machine (load, fit, group by width, batch, engine, decode), so every batch holds
+    the same images as in the local run and the results are the same to the last bit,
+    also for dynamic-width models, where the BiLSTM sees each batch's padding.
+    """
+
+    def __call__(self, batch: Any) -> "pyarrow.Table":
+        from .pipeline import _run_now
+
+        rec = self.recognizer
+        results: list[Recognition] = []
+        for paths in _column(batch, "paths"):
+            chunk = [(Path(p), _run_now(rec._load, Path(p))) for p in paths]
+            results.extend(rec._finish_chunk(rec._submit_chunk(chunk, _run_now)))
+        return records_table(results)
+
+
+def plan_windows(count: int, batch_size: int, window: int) -> list[tuple[int, int]]:
+    """(start, end) of each window `Recognizer.recognise_paths` makes of `count` paths.
+
+    The first window is one batch, then each doubles up to `window` (the Recognizer's
+    `window`: batch_size, or batch_size x WIDTH_GROUPING_WINDOW for dynamic widths).
+    """
+    spans, start, size = [], 0, min(batch_size, window)
+    while start < count:
+        end = min(count, start + size)
+        spans.append((start, end))
+        start, size = end, min(2 * size, window)
+    return spans
 
 
 def recognise_blobs(recognizer: Any, paths: Sequence[str], blobs: Sequence[bytes]) -> list[Recognition]:
@@ -348,6 +383,33 @@ def map_recognize(dataset: "ray.data.Dataset", settings: RecognizerSettings,
         )
 
 
+def window_recognize(paths: Sequence[Path], settings: RecognizerSettings,
+                     cluster: ClusterOptions) -> "ray.data.Dataset":
+    """The CLI's dataset: the local run's windows of `paths`, one row each, recognised by actors.
+
+    Each actor reads its window's files itself (from the same paths, so on a cluster
+    they must be on storage every node sees) and batches them as the local run does.
+    """
+    ray = import_ray()
+    window = settings.batch_size * (WIDTH_GROUPING_WINDOW if settings.dynamic_width else 1)
+    items = [{"paths": [str(p) for p in paths[a:b]]} for a, b in plan_windows(len(paths), settings.batch_size, window)]
+    blocks = max(1, min(len(items), 4 * cluster.workers * cluster.threads))
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    remote_args: dict[str, Any] = {"max_restarts": cluster.max_restarts, "max_task_retries": cluster.max_task_retries}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        return dataset.map_batches(
+            RecognizeWindows,
+            fn_constructor_kwargs={"settings": settings},
+            compute=ray.data.ActorPoolStrategy(size=cluster.workers),
+            num_cpus=cluster.threads,
+            num_gpus=cluster.gpus or None,
+            batch_size=1,
+            batch_format="pyarrow",
+            **remote_args,
+        )
+
+
 # --- htr-run --engine ray ------------------------------------------------------------------
 
 
@@ -431,7 +493,7 @@ def run_cluster(
     begin = time.perf_counter()  # after Ray is up: the rate is that of the recognition
     try:
         if todo:
-            dataset = map_recognize(read_images([str(p) for p in todo]), settings, cluster)
+            dataset = window_recognize(todo, settings, cluster)
             if output_dir is None:
                 for rec in _in_order(dataset, todo):
                     summary.images += 1
@@ -595,7 +657,8 @@ def run_from_cli(
     try:
         settings = RecognizerSettings(model=str(engine.path.resolve()), provider=provider, decoder=decoder,
                                       decoder_options=dict(getattr(recognizer, "decoder_options", {})),
-                                      batch_size=batch_size, threads=threads_per_worker or 1)
+                                      batch_size=batch_size, threads=threads_per_worker or 1,
+                                      dynamic_width=engine.spec.dynamic_width)
         cluster = ClusterOptions(address=address, workers=workers or 1, threads=threads_per_worker or 1,
                                  gpus=gpus_per_worker or 0.0)
     except ValueError as err:
