@@ -105,6 +105,8 @@ def main() -> None:
         subprocess.run([str(BIN / "htr-synth"), str(args.images), "--kind", "words", "--count", str(args.count),
                         "--split", "heldout", "--seed", "99"], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    if (Path.home() / ".ray" / "auth_token").exists():  # `ray start` clusters check Ray's token
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     load_before = busy_cpus(2.0)
     runs: dict[str, dict] = {}
     b = ["-b", str(args.batch_size)]

@@ -106,9 +106,9 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([*HTR_RUN, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "tsv"])
-def test_cli_on_a_cluster_writes_what_the_local_run_writes(cluster, images, tiny_models, tmp_path, fmt):
-    model = str(tiny_models["fixed"])
+@pytest.mark.parametrize("fmt, kind", [("jsonl", "dynamic"), ("tsv", "fixed")])
+def test_cli_on_a_cluster_writes_what_the_local_run_writes(cluster, images, tiny_models, tmp_path, fmt, kind):
+    model = str(tiny_models[kind])
     local = run_cli(str(images), "-m", model, "-f", fmt, "-o", str(tmp_path / "local"))
     remote = run_cli(str(images), "-m", model, "-f", fmt, "-o", str(tmp_path / "ray"), "--engine", "ray",
                      "--address", cluster, "--workers", "2", "-b", "4")
