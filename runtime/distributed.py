@@ -450,7 +450,7 @@ def start_ray(cluster: ClusterOptions) -> bool:
         from .engine import available_cores
 
         cpus = max(available_cores(), cluster.workers * cluster.threads)
-        ray.init(num_cpus=cpus, **quiet)
+        ray.init(address="local", num_cpus=cpus, **quiet)  # a new one, never a cluster found on this machine
         started = True
     else:
         # A cluster from `ray start` checks Ray's token (~/.ray/auth_token); a driver that
