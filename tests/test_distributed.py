@@ -29,7 +29,7 @@ WORDS = ["".join(w) for n in (1, 2, 3) for w in itertools.product("ab", repeat=n
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray with 2 CPUs for the module; its GCS address for the CLI to join."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     try:
         yield ray.get_runtime_context().gcs_address
