@@ -1,13 +1,13 @@
 # Two commands a newcomer needs (see README):
 #   make demo   install the runtime and recognise the bundled samples with the bundled model
-#   make test   install everything (runtime, training, export, dev) and run the tests
+#   make test   install everything (runtime, training, export, dev), lint, type-check and run the tests
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP_RUNTIME = $(VENV)/.htr-runtime
 STAMP_ALL     = $(VENV)/.htr-all
 
-.PHONY: demo test bench install install-all clean
+.PHONY: demo test lint bench install install-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ demo: $(STAMP_RUNTIME)
 	$(BIN)/htr-eval samples/words --model $(WORD_MODEL) --decoder beam --lm words
 	$(BIN)/htr-eval samples/lines --model $(LINE_MODEL) --decoder beam --lm lines
 
-test: $(STAMP_ALL)
+# The linter and the type checker (configured in pyproject.toml), then the tests.
+lint: $(STAMP_ALL)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 # make bench [QUICK=1] [BENCH_ARGS="--keras lean=/tmp/train/word/model.keras"]: decoder and runtime

@@ -40,7 +40,6 @@ from machine_facts import busy_cpus, cpu_model
 
 from htr.runtime.decoding import (
     beam_search_decode,
-    ctc_log_probability,
     greedy_decode,
     make_decoder,
 )

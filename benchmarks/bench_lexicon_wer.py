@@ -28,13 +28,21 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from machine_facts import cpu_model
 
-from htr.runtime.decoding import Decoded, Lexicon, make_decoder
+from htr.runtime.decoding import (
+    BeamOptions,
+    Decoded,
+    Decoder,
+    GreedyOptions,
+    Lexicon,
+    LexiconOptions,
+    build_decoder,
+)
 from htr.runtime.decoding.constants import DEFAULT_WORD_LM_WEIGHT
 from htr.runtime.metrics import error_rates
 
@@ -45,33 +53,19 @@ LEXICON_SOURCES = ("default+labels", "labels", "default")
 BEAM_WIDTH = 25
 
 
-@dataclass(frozen=True)
-class Decodings(Decoded):
-    """The greedy result of one image (what the Recognizer stores), carrying every
-    decoder's result in `by_decoder`."""
+class TimedDecoder:
+    """A decoder that adds the time it spends to `seconds`."""
 
-    by_decoder: dict = field(default_factory=dict, compare=False)
+    def __init__(self, decoder: Decoder):
+        self.decoder = decoder
+        self.seconds = 0.0
 
-
-class FanOutDecoder:
-    """Decodes each batch with several decoders, timing each one separately."""
-
-    def __init__(self, decoders: dict):
-        self.decoders = decoders
-        self.seconds = {name: 0.0 for name in decoders}
-
-    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decodings]:
-        results = {}
-        for name, decode in self.decoders.items():
-            start = time.perf_counter()
-            results[name] = decode(probs, lengths)
-            self.seconds[name] += time.perf_counter() - start
-        first = next(iter(self.decoders))
-        return [
-            Decodings(**{f: getattr(r, f) for f in Decoded.__dataclass_fields__},
-                      by_decoder={name: results[name][i] for name in self.decoders})
-            for i, r in enumerate(results[first])
-        ]
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        start = time.perf_counter()
+        try:
+            return self.decoder(probs, lengths)
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 @dataclass(frozen=True)
@@ -178,18 +172,16 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"{args.data}: no labelled images")
     engine = Engine(resolve_model(args.model), provider=args.provider, threads=args.threads)
     spec = engine.spec
-    mode = args.mode or ("lines" if " " in spec.charset else "words")
     lexicon, info = build_lexicon([s.text for s in samples], args.lexicon_source)
-    decoders = {
-        "greedy": make_decoder("greedy", spec.charset, spec.blank),
-        "beam": make_decoder("beam", spec.charset, spec.blank, beam_width=args.beam_width),
-        "lexicon": make_decoder(
-            "lexicon", spec.charset, spec.blank, beam_width=args.beam_width, lexicon=lexicon,
-            mode=mode, word_weight=args.word_weight,
-        ),
+    options = {
+        "greedy": GreedyOptions(),
+        "beam": BeamOptions(beam_width=args.beam_width),
+        "lexicon": LexiconOptions(beam_width=args.beam_width, lexicon=lexicon, mode=args.mode,
+                                  word_weight=args.word_weight),
     }
-    fan_out = FanOutDecoder(decoders)
-    recognizer = Recognizer(engine, fan_out, batch_size=args.batch_size)
+    # One model run per batch feeds all three decoders (the pipeline's decode stage takes a mapping).
+    decoders = {name: TimedDecoder(build_decoder(o, spec.charset, spec.blank)) for name, o in options.items()}
+    recognizer = Recognizer(engine, decoders, batch_size=args.batch_size)
     start = time.perf_counter()
     rows, failed = [], []
     for sample, rec in zip(samples, recognizer.recognise_paths([s.path for s in samples])):
@@ -197,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
             failed.append(rec.error)
             print(f"bench_lexicon_wer: {rec.error}", file=sys.stderr)
             continue
-        texts = {name: d.text for name, d in rec.decoded.by_decoder.items()}
+        texts = {name: d.text for name, d in rec.alternatives.items()}
         rows.append({"path": str(sample.path), "reference": sample.text, **texts})
     seconds = time.perf_counter() - start
     if not rows:
@@ -209,7 +201,7 @@ def run(args: argparse.Namespace) -> dict:
         results[name] = {
             "cer": rates.cer, "wer": rates.wer, "char_errors": rates.char_errors, "chars": rates.chars,
             "word_errors": rates.word_errors, "words": rates.words,
-            "decode_ms_per_image": 1000 * fan_out.seconds[name] / len(samples),
+            "decode_ms_per_image": 1000 * decoders[name].seconds / len(samples),
         }
     greedy_wer = results["greedy"]["wer"]
     reduction = 1 - results["lexicon"]["wer"] / greedy_wer if greedy_wer else None
@@ -225,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
         "failed": len(failed),
         "skipped": data.skipped,
         "reference_chars_not_in_charset": "".join(unknown),
-        "lexicon_mode": mode,
+        "lexicon_mode": options["lexicon"].mode_for(spec.charset),
         "beam_width": args.beam_width,
         "word_weight": args.word_weight,
         "lexicon": asdict(info),

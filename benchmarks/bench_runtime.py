@@ -45,10 +45,11 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -460,18 +461,22 @@ def export(subject: Subject, out: Path, calibrate: Callable[[str], Path], fp16: 
     if not (log_file.exists() and fp32.exists()):  # exported (or tried) before: reuse
         # htr-synth writes images/0000/..., and --calibrate takes folders without recursing
         folders = sorted(p for p in (calibration / "images").iterdir() if p.is_dir())
-        cmd = [str(BIN / "htr-export"), str(subject.keras_path), "-o", str(fp32), "--int8", "--lstm8", "--calibrate",
-               *map(str, folders)] + (["--fp16"] if fp16 else [])
-        log(f"{subject.label}: htr-export {subject.keras_path.name} (fp32, int8, lstm8{', fp16' if fp16 else ''})")
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        lines = [l for l in (r.stdout + r.stderr).splitlines() if "htr-export" in l or l.startswith(("wrote", "  "))]
-        log_file.write_text(f"exit {r.returncode}: {' '.join(cmd)}\n" + "\n".join(lines) + "\n")
+        log(f"{subject.label}: htr-export {subject.keras_path.name} ({', '.join(wanted)})")
+        # -o names the model written: one htr-export per precision.
+        extra = {"fp32": [], "int8": ["--int8", "--calibrate", *map(str, folders)], "lstm8": ["--lstm8"], "fp16": ["--fp16"]}
+        logged = []
+        for kind, path in wanted.items():
+            cmd = [str(BIN / "htr-export"), str(subject.keras_path), "-o", str(path), *extra[kind]]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [l for l in (r.stdout + r.stderr).splitlines() if "htr-export" in l or l.startswith(("wrote", "  "))]
+            logged.append(f"exit {r.returncode}: {' '.join(cmd)}\n" + "\n".join(lines))
+        log_file.write_text("\n".join(logged) + "\n")
     text = log_file.read_text()
     if not fp32.exists():
         raise RuntimeError(f"htr-export failed for {subject.keras_path}: {text.strip().splitlines()[-1]}")
     subject.onnx = {k: p for k, p in wanted.items() if p.exists()}
     for line in text.splitlines():
-        if line.startswith(("  parity", "  int8", "  lstm8", "  fp16", "htr-export")):
+        if line.startswith(("  parity", "wrote int8", "wrote lstm8", "wrote fp16", "htr-export")):
             subject.notes.append(" ".join(line.split()))
     for k in wanted:
         if k not in subject.onnx:
@@ -649,10 +654,10 @@ def bench_seed(subject: Subject, samples, plan: Plan) -> dict:
 
 
 def make_decoder_for(name: str, subject: Subject):
-    from htr.runtime import make_decoder
+    """The decoder htr-run builds for --decoder NAME (the lexicon mode from the charset)."""
+    from htr.runtime.decoding import build_decoder, decoder_options
 
-    options = {"mode": "lines" if subject.kind == "line" else "words"} if name == "lexicon" else {}
-    return make_decoder(name, subject.spec.charset, subject.spec.blank, **options)
+    return build_decoder(decoder_options(name), subject.spec.charset, subject.spec.blank)
 
 
 def bench_htr(subject: Subject, backend: Backend, engine, decoders: list[str], samples, plan: Plan,

@@ -7,6 +7,12 @@ Imports TensorFlow lazily: `import htr.export` alone is cheap.
 
 from __future__ import annotations
 
+if __name__ != "htr.export":  # e.g. `import export` from the repository root
+    raise ImportError(
+        f"the folder export/ is the package htr.export: import htr.export, not {__name__} "
+        "(a second copy of every module, with its own exception classes, would load)"
+    )
+
 from .errors import ExportError, VerifyError
 
 __all__ = ["ExportError", "VerifyError"]

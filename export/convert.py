@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -188,14 +189,44 @@ def to_onnx(loaded: LoadedModel, opset: int = DEFAULT_OPSET) -> Any:
     import tf2onnx
 
     sig = (tf.TensorSpec((None, loaded.height, loaded.width, 1), tf.float32, name="image"),)
+    # tf2onnx logs each op it cannot convert, and a summary; check_ops says it in one line.
+    quiet = logging.getLogger("tf2onnx")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         proto, _ = tf2onnx.convert.from_keras(loaded.model, input_signature=sig, opset=opset)
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ExportError(loaded.path, f"tf2onnx could not convert the model: {first[:300]}") from None
+    finally:
+        quiet.setLevel(level)
+    check_ops(proto, loaded.path)
     fix_ir_version(proto)
     _name_dims(proto)
     return proto
+
+
+def check_ops(proto: Any, path: str | Path) -> None:
+    """ExportError naming the layers whose TensorFlow ops tf2onnx left unconverted.
+
+    tf2onnx only logs "Unsupported ops" and keeps such a TensorFlow op as a node of the
+    ONNX graph, which no ONNX runtime can run; this says so in one line instead.
+    """
+    import onnx.defs
+
+    left: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type, node.domain):
+            parts = node.name.split("/")
+            layer = parts[-2] if len(parts) >= 2 else node.name
+            left.setdefault(node.op_type, set()).add(layer)
+    if left:
+        ops = "; ".join(f"{op} (layer {', '.join(sorted(layers))})" for op, layers in sorted(left.items()))
+        raise ExportError(
+            path,
+            f"tf2onnx cannot convert the TensorFlow op(s) {ops} to ONNX; "
+            "replace these layers with ones ONNX supports (Conv, Dense, LSTM, ...)",
+        )
 
 
 def _name_dims(proto: Any) -> None:

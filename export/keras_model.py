@@ -48,16 +48,11 @@ class LoadedModel:
 
 
 def _import_htr_train() -> None:
-    """Register htr-train's custom layers (if htr.train is importable) before loading."""
+    """Register htr-train's custom layers (htr.train.models, when it imports) before loading."""
     try:
-        import htr.train  # noqa: F401
+        import htr.train.models  # noqa: F401
     except Exception:
         pass
-    for sub in ("layers", "model", "models", "ctc"):
-        try:
-            __import__(f"htr.train.{sub}")
-        except Exception:
-            pass
 
 
 def load(path: str | Path, output_layer: str | None = None, dynamic_width: bool = False) -> LoadedModel:

@@ -7,9 +7,7 @@
   LSTM weights are quantized too (onnxruntime's DynamicQuantizeLSTM: int8 weights,
   activations quantized on the fly), since static QDQ leaves LSTMs in float32.
 - lstm8 (for CPUs, no calibration): float32 everywhere except the LSTM weights, as
-  in int8. On the 2-core test VM it ran the lean model 1.49x faster than fp32 at batch
-  32 (1.21x end to end) with the same CER on 1,000 held-out words
-  (benchmarks/bench_runtime.py measures it).
+  in int8 (benchmarks/bench_runtime.py measures its speed and CER against fp32).
 
 All keep the htr metadata of the fp32 model (with `source.quantization` added).
 """
@@ -17,6 +15,7 @@ All keep the htr metadata of the fp32 model (with `source.quantization` added).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,15 @@ def _save(proto: Any, out: Path) -> None:
 
     fix_ir_version(proto)
     onnx.checker.check_model(proto)
-    onnx.save_model(proto, str(out))
+    # A temporary file in the same folder, then a rename: a kill leaves the old file or the new one.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save_model(proto, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _parity(kind: str, spec: ModelSpec, fp32: Path, other: Path, batches: list[np.ndarray]) -> tuple[Parity | None, str]:

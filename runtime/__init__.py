@@ -3,12 +3,21 @@
 Public names are imported lazily so that `htr-run --help` starts instantly:
 
     from htr.runtime import Engine, Recognizer, ModelSpec, greedy_decode, beam_search_decode
+
+The path: images -> `Recognizer.emissions` (load, preprocess, `Engine`) -> `Emissions`
+-> `decode` with a `Decoder` from `build_decoder(GreedyOptions() | BeamOptions() |
+LexiconOptions(), charset, blank)` -> one `Recognition` per image.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+if __name__ != "htr.runtime":  # e.g. `import runtime` from the repository root
+    raise ImportError(
+        f"the folder runtime/ is the package htr.runtime: import htr.runtime, not {__name__} "
+        "(a second copy of every module, with its own exception classes, would load)"
+    )
+
+from .lazy import lazy_exports
 
 _EXPORTS = {
     "ModelSpec": "metadata",
@@ -25,10 +34,17 @@ _EXPORTS = {
     "Engine": "engine",
     "Recognizer": "pipeline",
     "Recognition": "pipeline",
+    "Emissions": "pipeline",
+    "decode": "pipeline",
     "Decoded": "decoding",
+    "Decoder": "decoding",
     "greedy_decode": "decoding",
     "beam_search_decode": "decoding",
     "make_decoder": "decoding",
+    "build_decoder": "decoding",
+    "GreedyOptions": "decoding",
+    "BeamOptions": "decoding",
+    "LexiconOptions": "decoding",
     "Sample": "datasets",
     "LabelledSet": "datasets",
     "load_labelled": "datasets",
@@ -44,14 +60,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'htr.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,23 +11,17 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
-from .constants import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_WIDTH
-
-
-class Provider(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
-
-
-class DecoderName(str, Enum):
-    greedy = "greedy"
-    beam = "beam"
-    lexicon = "lexicon"
+from .cli_options import (
+    RecognitionArgs,
+    fail,
+    new_app,
+    recognition_options,
+    version_option,
+)
 
 
 class Format(str, Enum):
@@ -53,97 +47,43 @@ class SplitName(str, Enum):
     val = "val"
 
 
-run_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-MODEL_HELP = "Model: a bundled name (word, line) or an .onnx file from htr-export. Default: the bundled word model."
-_model_opt = typer.Option(None, "--model", "-m", help=MODEL_HELP)
-_provider_opt = typer.Option(Provider.cpu, "--provider", "-p", help="Execution provider; cuda/tensorrt fail loudly if not active.")
-_decoder_opt = typer.Option(DecoderName.greedy, "--decoder", "-d", help="CTC decoder.")
-_beam_opt = typer.Option(DEFAULT_BEAM_WIDTH, "--beam-width", min=1, help="Beam width (beam, lexicon).")
-_batch_opt = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "-b", min=1, help="Images per inference call.")
-_threads_opt = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: all cores), shared out between --streams.")
-_streams_opt = typer.Option(None, "--streams", min=1, help="Batches the model runs at once (default: 2 on the CPU with 2+ threads, else 1).")
-_lexicon_opt = typer.Option(None, "--lexicon", help="Lexicon file (one word per line, or 'word count'); default English list.")
-_lm_opt = typer.Option(None, "--lm", help="Character n-gram LM for beam/lexicon: a bundled name (words, lines) or an htr-lm file.")
-_lm_weight_opt = typer.Option(None, "--lm-weight", help="Weight of the character LM (default: the one stored in the LM file, else 0.5).")
-_nbest_opt = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl).")
-_spell_opt = typer.Option(False, "--spell", help="Spelling-correction post-pass (greedy, beam), as the line-level seed had.")
-_chars_opt = typer.Option(None, "--chars", help="Read only these characters, e.g. '0-9/' for a column of dates (ranges as in tr); 'digits' = 0-9 and the separators / . , : - and space.")
-_mode_opt = typer.Option(None, "--lexicon-mode", help="Lexicon decoding for 'words' (one word per image) or 'lines'. Default: from the model.")
+run_app = new_app()
+eval_app = new_app()
 
 
-def _fail(message: str, code: int = 2) -> "typer.Exit":
-    sys.stderr.write(message.rstrip() + "\n")
-    return typer.Exit(code)
-
-
-def _build(model: Optional[str], provider: Provider, decoder: DecoderName, beam_width: int,
-           batch_size: int, threads: Optional[int], streams: Optional[int], lexicon: Optional[Path],
-           lm: Optional[str], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
-           lexicon_mode: Optional[str], prog: str, chars: Optional[str] = None) -> Any:
-    """Engine + decoder + Recognizer from CLI options; usage problems exit with code 2."""
-    from .decoding import make_decoder
+def _build(common: RecognitionArgs, prog: str, nbest: int | None = None) -> Any:
+    """Engine + decoder + Recognizer from the shared options; usage problems exit with code 2."""
+    from .decoding import build_decoder
     from .engine import Engine
     from .errors import HtrError
     from .models import resolve_model
     from .pipeline import Recognizer
 
     try:
-        engine = Engine(resolve_model(model), provider=provider.value, threads=threads, streams=streams)
-    except HtrError as err:
-        raise _fail(f"{prog}: error: {err}")
-    spec = engine.spec
-    if decoder is DecoderName.greedy and (lm or lm_weight is not None):
-        raise _fail(f"{prog}: error: --lm and --lm-weight need --decoder beam or lexicon (greedy uses no LM)")
-    options = _decoder_options(spec.charset, decoder, beam_width, lexicon, lm, lm_weight, nbest, spell,
-                               lexicon_mode, chars)
+        options = common.decoder_options(nbest)
+    except ValueError as err:
+        raise fail(prog, str(err))
     try:
-        decode = make_decoder(decoder.value, spec.charset, spec.blank, **options)
+        engine = Engine(resolve_model(common.model), provider=common.provider.value, threads=common.threads, streams=common.streams)
+    except HtrError as err:
+        raise fail(prog, str(err))
+    try:
+        decoder = build_decoder(options, engine.spec.charset, engine.spec.blank)
     except (ValueError, OSError, HtrError) as err:
-        raise _fail(f"{prog}: error: {err}")
+        raise fail(prog, str(err))
     except Exception as err:  # e.g. the default word list cannot be built
-        raise _fail(f"{prog}: error: {type(err).__name__}: {err}")
-    recognizer = Recognizer(engine, decode, batch_size=batch_size)
-    recognizer.decoder_options = options  # what --engine ray's actors build the same decoder from
-    return recognizer
-
-
-def _decoder_options(charset: Any, decoder: DecoderName, beam_width: int, lexicon: Optional[Path],
-                     lm: Optional[str], lm_weight: Optional[float], nbest: Optional[int], spell: bool,
-                     lexicon_mode: Optional[str], chars: Optional[str]) -> dict[str, Any]:
-    """`make_decoder` keyword options from CLI flags."""
-    options: dict[str, Any] = {"chars": chars}
-    if decoder is not DecoderName.greedy:
-        options.update(beam_width=beam_width, nbest=nbest, lm=str(lm) if lm else None, lm_weight=lm_weight)
-    if decoder is DecoderName.lexicon:
-        mode = lexicon_mode or ("lines" if " " in charset else "words")
-        options.update(lexicon=str(lexicon) if lexicon else None, mode=mode)
-    elif spell:
-        options["spell"] = str(lexicon) if lexicon else True
-    return options
+        raise fail(prog, f"{type(err).__name__}: {err}")
+    return Recognizer(engine, decoder, batch_size=common.batch_size)
 
 
 @run_app.command(help="Recognise handwriting in image files and folders (png, jpg, tif, bmp).")
+@recognition_options
 def run(
-    paths: List[Path] = typer.Argument(..., help="Image files and folders (folders in sorted order)."),
-    model: Optional[str] = _model_opt,
-    provider: Provider = _provider_opt,
-    decoder: DecoderName = _decoder_opt,
-    beam_width: int = _beam_opt,
-    batch_size: int = _batch_opt,
+    paths: list[Path] = typer.Argument(..., help="Image files and folders (folders in sorted order)."),
     format: Format = typer.Option(Format.txt, "--format", "-f", help="txt: path<TAB>text; tsv/csv with confidence; jsonl with everything."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here instead of stdout."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
-    threads: Optional[int] = _threads_opt,
-    streams: Optional[int] = _streams_opt,
-    lexicon: Optional[Path] = _lexicon_opt,
-    lm: Optional[str] = _lm_opt,
-    lm_weight: Optional[float] = _lm_weight_opt,
-    nbest: Optional[int] = _nbest_opt,
-    spell: bool = _spell_opt,
-    lexicon_mode: Optional[str] = _mode_opt,
-    chars: Optional[str] = _chars_opt,
+    nbest: Optional[int] = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
     engine: RunEngine = typer.Option(RunEngine.local, "--engine", help="local: this machine; ray: a Ray cluster (pip install 'htr[cpu,ray]')."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (auto or HOST:PORT); default: start a local Ray for the run."),
@@ -153,35 +93,42 @@ def run(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Ray: write result shards here through Ray Data instead of one output."),
     shard_format: ShardFormat = typer.Option(ShardFormat.jsonl, "--shard-format", help="Ray: shard format for --output-dir."),
     resume: bool = typer.Option(False, "--resume", help="Ray: skip images already in --output-dir's shards."),
+    version: bool = version_option(),
+    *,
+    common: RecognitionArgs,
 ) -> None:
     from .images import list_images
-    from .output import Progress, ResultWriter
+    from .interrupts import end_startup
+    from .output import OutputError, Progress, ResultWriter, open_output
 
     prog = "htr-run"
     ray_flags = {"--address": address, "--workers": workers, "--threads-per-worker": threads_per_worker,
                  "--gpus-per-worker": gpus_per_worker, "--output-dir": output_dir, "--resume": resume or None}
     given = [name for name, value in ray_flags.items() if value is not None]
     if engine is RunEngine.local and given:
-        raise _fail(f"{prog}: error: {', '.join(given)} need --engine ray")
-    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
-                        lm_weight, nbest, spell, lexicon_mode, prog, chars)
-    images, problems = list_images(paths, recursive=recursive)
+        raise fail(prog, f"{', '.join(given)} need --engine ray")
+    recognizer = _build(common, prog, nbest)
+    images, problems = list_images([*paths], recursive=recursive)
+    if engine is RunEngine.ray:
+        from .distributed import RayRun, run_from_cli
+
+        for path, message in problems:
+            sys.stderr.write(f"{prog}: error: {path}: {message}\n")
+        end_startup()
+        raise typer.Exit(run_from_cli(prog, images, bool(problems), recognizer, RayRun(
+            options=common.decoder_options(nbest), provider=common.provider.value, batch_size=common.batch_size,
+            fmt=format.value, output=output, progress=progress, address=address, workers=workers,
+            threads_per_worker=threads_per_worker, gpus_per_worker=gpus_per_worker, output_dir=output_dir,
+            shard_format=shard_format.value, resume=resume)))
+    try:
+        writer = ResultWriter(open_output(output, images), format.value)
+    except OutputError as err:
+        raise fail(prog, str(err))
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
-    if engine is RunEngine.ray:
-        from .distributed import run_from_cli
-
-        code = run_from_cli(prog, images, bool(problems), recognizer, decoder.value, provider.value, batch_size,
-                            format.value, output, progress, address, workers, threads_per_worker,
-                            gpus_per_worker, output_dir, shard_format.value, resume)
-        raise typer.Exit(code)
-    try:
-        stream = open(output, "w", encoding="utf-8") if output else sys.stdout
-    except OSError as err:
-        raise _fail(f"{prog}: error: {output}: cannot write ({err.strerror or err})")
-    writer = ResultWriter(stream, format.value)
     bar = Progress(len(images), enabled=progress)
     failed = 0
+    end_startup()
     try:
         for rec in recognizer.recognise_paths(images):
             if not rec.ok:
@@ -194,58 +141,54 @@ def run(
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted after {bar.done} images; results so far were written\n")
         raise typer.Exit(130)
+    except OutputError as err:
+        raise fail(prog, str(err), 1)
     finally:
-        if output:
-            stream.close()
+        writer.close()
     seconds = bar.close()
     rate = len(images) / seconds if seconds > 0 else 0.0
     sys.stderr.write(
         f"{prog}: {len(images)} images, {failed} failed, {rate:.1f} images/s "
-        f"({recognizer.engine.path.name}, {recognizer.engine.providers[0]}, {decoder.value})\n"
+        f"({recognizer.engine.path.name}, {recognizer.engine.providers[0]}, {common.decoder.value})\n"
     )
     if failed or problems:
         raise typer.Exit(1)
 
 
 @eval_app.command(help="Measure CER and WER on a labelled folder (labels.tsv) or an IAM root (words.txt / lines.txt).")
+@recognition_options
 def evaluate(
     labelled: Path = typer.Argument(..., help="Folder with labels.tsv, or IAM root with words.txt or lines.txt."),
-    model: Optional[str] = _model_opt,
-    provider: Provider = _provider_opt,
-    decoder: DecoderName = _decoder_opt,
-    beam_width: int = _beam_opt,
-    batch_size: int = _batch_opt,
-    threads: Optional[int] = _threads_opt,
-    streams: Optional[int] = _streams_opt,
-    lexicon: Optional[Path] = _lexicon_opt,
-    lm: Optional[str] = _lm_opt,
-    lm_weight: Optional[float] = _lm_weight_opt,
-    spell: bool = _spell_opt,
-    lexicon_mode: Optional[str] = _mode_opt,
-    chars: Optional[str] = _chars_opt,
     split: SplitName = typer.Option(SplitName.all, "--split", help="IAM/tsv split: all, train, or val (every 10th record, as the seed notebook)."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="File of validation ids (one per line)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N samples."),
     worst: int = typer.Option(10, "--worst", min=0, help="How many worst samples to print."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report (totals and every sample) here."),
+    version: bool = version_option(),
+    *,
+    common: RecognitionArgs,
 ) -> None:
+    from .atomic import atomic_write_text
     from .datasets import load_labelled
     from .errors import HtrError
+    from .interrupts import end_startup
     from .metrics import edit_distance, error_rates
-    from .output import Progress
+    from .output import Progress, report_problem
 
     prog = "htr-eval"
+    problem = report_problem(report) if report else None
+    if problem:
+        raise fail(prog, f"{report}: {problem} (--report)")
     try:
         data = load_labelled(labelled, split=split.value, split_file=split_file)
     except HtrError as err:
-        raise _fail(f"{prog}: error: {err}")
+        raise fail(prog, str(err))
     samples = list(data.samples[:limit] if limit else data.samples)
     for reason, count in sorted(data.skipped.items()):
         sys.stderr.write(f"{prog}: skipped {count} records ({reason})\n")
     if not samples:
-        raise _fail(f"{prog}: error: {labelled}: no labelled images to evaluate")
-    recognizer = _build(model, provider, decoder, beam_width, batch_size, threads, streams, lexicon, lm,
-                        lm_weight, None, spell, lexicon_mode, prog, chars)
+        raise fail(prog, f"{labelled}: no labelled images to evaluate")
+    recognizer = _build(common, prog)
     unknown = set("".join(s.text for s in samples)) - set(recognizer.engine.spec.charset)
     if unknown:
         sys.stderr.write(
@@ -253,6 +196,7 @@ def evaluate(
             f"{''.join(sorted(unknown))!r} (they count as errors)\n"
         )
     bar = Progress(len(samples))
+    end_startup()
     rows = []
     failed = 0
     for sample, rec in zip(samples, recognizer.recognise_paths([s.path for s in samples])):
@@ -270,7 +214,7 @@ def evaluate(
     engine = recognizer.engine
     print(f"model     {engine.path}")
     print(f"data      {labelled} ({data.kind}, split {split.value}, {len(rows)} images, {failed} unreadable)")
-    print(f"decoder   {decoder.value}")
+    print(f"decoder   {common.decoder.value}")
     print(f"CER       {100 * rates.cer:.2f}%  ({rates.char_errors}/{rates.chars} characters)")
     print(f"WER       {100 * rates.wer:.2f}%  ({rates.word_errors}/{rates.words} words)")
     print(f"speed     {len(rows) / seconds:.1f} images/s")
@@ -283,12 +227,15 @@ def evaluate(
     if report:
         doc = {
             "model": str(engine.path), "model_source": dict(engine.spec.source), "data": str(labelled),
-            "kind": data.kind, "split": split.value, "decoder": decoder.value, "images": len(rows),
+            "kind": data.kind, "split": split.value, "decoder": common.decoder.value, "images": len(rows),
             "failed": failed, "skipped": data.skipped, "cer": rates.cer, "wer": rates.wer,
             "char_errors": rates.char_errors, "chars": rates.chars, "word_errors": rates.word_errors,
             "words": rates.words, "images_per_second": len(rows) / seconds, "samples": rows,
         }
-        report.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            atomic_write_text(report, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise fail(prog, f"{report}: cannot write the report ({err.strerror or err})", 1)
         sys.stderr.write(f"{prog}: report written to {report}\n")
     if failed:
         raise typer.Exit(1)

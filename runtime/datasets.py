@@ -16,6 +16,7 @@ reproduces that, or a split file (one id per line) chooses the validation ids.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -101,7 +102,7 @@ def load_labelled(
 def _read_tsv(labels: Path, root: Path) -> tuple[list[Sample], dict[str, int]]:
     samples: list[Sample] = []
     try:
-        lines = labels.read_text(encoding="utf-8").splitlines()
+        lines = labels.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no part of the first path
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(labels, f"cannot read labels ({err})") from None
     for number, line in enumerate(lines, 1):
@@ -110,8 +111,20 @@ def _read_tsv(labels: Path, root: Path) -> tuple[list[Sample], dict[str, int]]:
         rel, sep, text = line.partition("\t")
         if not sep:
             raise DatasetError(labels, f"line {number}: expected 'relative/path.png<TAB>text', got {line[:60]!r}")
+        if _leaves(rel):
+            raise DatasetError(
+                labels, f"line {number}: path {rel!r} is outside the folder; expected a path relative to {root}"
+            )
         samples.append(Sample(root / rel, text, rel))
     return samples, {}
+
+
+def _leaves(rel: str) -> bool:
+    """Whether a labels.tsv path is absolute or climbs out of its folder with '..'."""
+    if os.path.isabs(rel) or rel.startswith("~"):
+        return True
+    norm = os.path.normpath(rel)
+    return norm == ".." or norm.startswith(".." + os.sep)
 
 
 def _read_iam(
@@ -123,7 +136,7 @@ def _read_iam(
     is_val: list[bool] = []
     skipped: dict[str, int] = {}
     try:
-        lines = labels.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = labels.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as err:
         raise DatasetError(labels, f"cannot read ({err.strerror or err})") from None
     for index, line in enumerate(lines):

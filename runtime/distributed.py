@@ -6,12 +6,12 @@ The documented Ray Data batch-inference pattern, with htr's own stages inside:
           -> map_batches(RecognizeBatch, ActorPoolStrategy(size=workers))
                __init__: one Engine (intra_op_num_threads = the actor's CPUs), one Recognizer
                          (preprocessor + decoder), built once per actor
-               __call__: decode_image (bytes -> grey) -> Preprocessor.fit -> Recognizer.recognise_arrays
-                         (stack, Engine.run, Batch.steps, decoder): the stages htr-run uses locally
+               __call__: decode_image (bytes -> grey, the loader htr-run uses) -> the Recognizer's
+                         two stages: emissions_of_images (fit, stack, Engine.run) -> decode
           -> rows: path, text, confidence, char_confidences, time_steps, log_prob, nbest, error
 
 `htr-run --engine ray` sends rows of paths instead: one row per window of the local run
-(`plan_windows`), recognised by `RecognizeWindows` with the Recognizer's own chunk stages,
+(`plan_windows`), recognised by `RecognizeWindows` with the Recognizer's own stages,
 so each model batch holds the same images as on one machine and the output is byte for
 byte the local run's, also for dynamic-width models (whose BiLSTM sees a batch's padding:
 with Ray's own batches, 42 of 2,000 word texts differed). Workers read those files.
@@ -34,17 +34,18 @@ import logging
 import os
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .constants import DEFAULT_BATCH_SIZE, IMAGE_SUFFIXES, WIDTH_GROUPING_WINDOW
+from .constants import DEFAULT_BATCH_SIZE, IMAGE_SUFFIXES, MAX_FILE_BYTES, WIDTH_GROUPING_WINDOW
 from .decoding import Decoded
-from .errors import HtrError
-from .pipeline import Recognition
+from .decoding.options import DecoderOptions, GreedyOptions, decoder_name
+from .decoding.options import decoder_options as decoder_options_of
+from .errors import HtrError, ImageError
+from .pipeline import Recognition, Recognizer, _item_error, decode
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pyarrow
@@ -85,16 +86,17 @@ class RecognizerSettings:
     """Everything an actor needs to build its stages; small, so it travels cheaply.
 
     model: path of the .onnx file (as every node sees it; bundled models resolve to the
-        installed package on each node). decoder, decoder_options: `make_decoder`'s name
-        and keyword options (the CLI fills them from its flags). batch_size: images per
-        engine call; a Ray task carries TASK_BATCHES of them. threads: onnxruntime's
-        intra_op_num_threads in each actor (= the CPUs Ray gives the actor).
+        installed package on each node). decoder: the decoder's options (`GreedyOptions`,
+        `BeamOptions`, `LexiconOptions`: what `build_decoder` takes; the CLI fills them
+        from its flags, `RecognitionArgs.decoder_options`); lexicon and LM files must be
+        readable at the same path on every node. batch_size: images per engine call; a
+        Ray task carries TASK_BATCHES of them. threads: onnxruntime's intra_op_num_threads
+        in each actor (= the CPUs Ray gives the actor).
     """
 
     model: str
     provider: str = "cpu"
-    decoder: str = "greedy"
-    decoder_options: Mapping[str, Any] = field(default_factory=dict)
+    decoder: DecoderOptions = field(default_factory=GreedyOptions)
     batch_size: int = DEFAULT_BATCH_SIZE
     threads: int = 1
     dynamic_width: bool = False  # the model's; decides the local run's windows (window_recognize)
@@ -157,16 +159,15 @@ class RecognizeBatch:
     """
 
     def __init__(self, settings: RecognizerSettings):
-        from .decoding import make_decoder
+        from .decoding import build_decoder
         from .engine import Engine
-        from .pipeline import Recognizer
 
         # One session per actor, its pool sized to the CPUs Ray gave the actor (Ray sets
         # OMP_NUM_THREADS to the same; onnxruntime's default would take every core).
         engine = Engine(settings.model, provider=settings.provider, threads=settings.threads, streams=1)
         spec = engine.spec
-        decode = make_decoder(settings.decoder, spec.charset, spec.blank, **dict(settings.decoder_options))
-        self.recognizer = Recognizer(engine, decode, batch_size=settings.batch_size, workers=1)
+        decoder = build_decoder(settings.decoder, spec.charset, spec.blank)
+        self.recognizer = Recognizer(engine, decoder, batch_size=settings.batch_size, workers=1)
 
     def __call__(self, batch: Any) -> "pyarrow.Table":
         paths = [str(p) for p in _column(batch, "path")]
@@ -178,20 +179,39 @@ class RecognizeWindows(RecognizeBatch):
     """Ray Data callable class for `htr-run --engine ray`: each row is one window of paths.
 
     The window is recognised exactly as `Recognizer.recognise_paths` recognises that window
-    on one machine (load, fit, group by width, batch, engine, decode), so every batch holds
-    the same images as in the local run and the results are the same to the last bit,
-    also for dynamic-width models, where the BiLSTM sees each batch's padding.
+    on one machine: each file read by `load_image` (a file that fails gets the local run's
+    one-line error), then the images that loaded go through the Recognizer's two stages as
+    one window (`emissions_of_images`: fit, group by width, batch, engine; then `decode`).
+    Leaving out the failed files keeps the others' order, so every batch holds the same
+    images as in the local run and the results are the same to the last bit, also for
+    dynamic-width models, where the BiLSTM sees each batch's padding.
     """
 
     def __call__(self, batch: Any) -> "pyarrow.Table":
-        from .pipeline import _run_now
+        from .images import load_image
 
-        rec = self.recognizer
         results: list[Recognition] = []
         for paths in _column(batch, "paths"):
-            chunk = [(Path(p), _run_now(rec._load, Path(p))) for p in paths]
-            results.extend(rec._finish_chunk(rec._submit_chunk(chunk, _run_now)))
+            loaded: list[tuple[int, Any]] = []
+            window: list[Recognition | None] = [None] * len(paths)
+            for i, name in enumerate(paths):
+                try:
+                    loaded.append((i, load_image(name)))
+                except Exception as err:  # one file's failure, whatever it is, is that file's
+                    window[i] = Recognition(Path(name), error=_item_error(Path(name), err))
+            _recognise_loaded(self.recognizer, [str(p) for p in paths], loaded, window)
+            results.extend(r for r in window if r is not None)
         return records_table(results)
+
+
+def _recognise_loaded(recognizer: Recognizer, names: Sequence[str], loaded: Sequence[tuple[int, Any]],
+                      out: list[Recognition | None]) -> None:
+    """Recognise the loaded grey images (index into `names`, image) as one window into `out`."""
+    if not loaded:
+        return
+    emissions = recognizer.emissions_of_images([im for _, im in loaded], [names[i] for i, _ in loaded])
+    for (i, _), rec in zip(loaded, decode(emissions, recognizer.decoder)):
+        out[i] = rec
 
 
 def plan_windows(count: int, batch_size: int, window: int) -> list[tuple[int, int]]:
@@ -208,39 +228,28 @@ def plan_windows(count: int, batch_size: int, window: int) -> list[tuple[int, in
     return spans
 
 
-def recognise_blobs(recognizer: Any, paths: Sequence[str], blobs: Sequence[bytes]) -> list[Recognition]:
+def recognise_blobs(recognizer: Recognizer, paths: Sequence[str], blobs: Sequence[bytes]) -> list[Recognition]:
     """Image bytes -> one `Recognition` per image, in order, through the Recognizer's stages.
 
-    Each image is decoded on its own (a bad one gets its one-line error, as in
-    `Recognizer.recognise_paths`); the good ones go through `recognise_arrays` (fit,
-    batching, engine, decoder). If a whole batch fails in the engine or decoder, each of its images
-    carries that error.
+    Each image is decoded on its own by `decode_image`, the loader htr-run uses (size
+    checked from the header, decodes held to the process's memory budget; a file over
+    MAX_FILE_BYTES is refused as `load_image` refuses it), and a bad one gets its one-line
+    error; the good ones go through `emissions_of_images` and `decode` as one window, so
+    a model or decoder failure costs only the images it concerns.
     """
     from .images import decode_image
 
     results: list[Recognition | None] = [None] * len(paths)
-    fitted: list[tuple[int, Any]] = []
+    loaded: list[tuple[int, Any]] = []
     for i, (name, data) in enumerate(zip(paths, blobs)):
         try:
-            fitted.append((i, decode_image(bytes(data), name)))
-        except HtrError as err:
-            results[i] = Recognition(Path(name), error=str(err))
-        except Exception as err:  # an unexpected failure on one file must not stop the rest
-            results[i] = Recognition(Path(name), error=f"{name}: {type(err).__name__}: {err}")
-    if fitted:
-        try:
-            decoded: list[Decoded | str] = list(recognizer.recognise_arrays([im for _, im in fitted]))
-        except HtrError as err:
-            decoded = [str(err)] * len(fitted)
-        except Exception as err:  # the batch failed as a whole; its images say why
-            decoded = [f"{type(err).__name__}: {err}"] * len(fitted)
-        for (i, _), result in zip(fitted, decoded):
-            name = paths[i]
-            if isinstance(result, str):
-                results[i] = Recognition(Path(name), error=f"{name}: {result}")
-            else:
-                results[i] = Recognition(Path(name), result)
-    return results  # type: ignore[return-value]
+            if len(data) > MAX_FILE_BYTES:
+                raise ImageError(name, f"is {len(data):,} bytes, expected at most {MAX_FILE_BYTES:,} (HTR_MAX_FILE_MB)")
+            loaded.append((i, decode_image(bytes(data), name)))
+        except Exception as err:  # one file's failure, whatever it is, is that file's
+            results[i] = Recognition(Path(name), error=_item_error(Path(name), err))
+    _recognise_loaded(recognizer, paths, loaded, results)
+    return [r for r in results if r is not None]
 
 
 def records_table(results: Iterable[Recognition]) -> "pyarrow.Table":
@@ -322,7 +331,7 @@ def recognize(
     model: str | Path | None = None,
     *,
     provider: str = "cpu",
-    decoder: str = "greedy",
+    decoder: str | DecoderOptions = "greedy",
     decoder_options: Mapping[str, Any] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 1,
@@ -338,7 +347,8 @@ def recognize(
         URIs that Ray Data lists and reads (folders: image suffixes only).
     model: a bundled name or an .onnx path (default: the bundled word model); it must
         be readable at the same path on every node.
-    decoder, decoder_options: as `htr.runtime.make_decoder(name, charset, blank, **options)`.
+    decoder, decoder_options: as `htr.runtime.make_decoder(name, charset, blank, **options)`;
+        or decoder options (`BeamOptions(...)` etc.) as `decoder`, with no decoder_options.
     workers, threads_per_worker, gpus_per_worker: the actor pool (one Engine each);
         with GPUs pass provider="cuda".
 
@@ -349,15 +359,21 @@ def recognize(
     """
     from .models import resolve_model
 
+    if isinstance(decoder, str):
+        options = decoder_options_of(decoder, **dict(decoder_options or {}))
+    elif decoder_options:
+        raise ValueError("decoder_options go with a decoder name; with options dataclasses pass them alone")
+    else:
+        options = decoder
     settings = RecognizerSettings(
-        model=str(resolve_model(None if model is None else str(model))), provider=provider, decoder=decoder,
-        decoder_options=dict(decoder_options or {}), batch_size=batch_size, threads=threads_per_worker,
+        model=str(resolve_model(None if model is None else str(model))), provider=provider, decoder=options,
+        batch_size=batch_size, threads=threads_per_worker,
     )
     cluster = ClusterOptions(workers=workers, threads=threads_per_worker, gpus=gpus_per_worker,
                              max_restarts=max_restarts, max_task_retries=max_task_retries)
     if isinstance(dataset_or_paths, (str, Path)) or _is_path_list(dataset_or_paths):
         items = [dataset_or_paths] if isinstance(dataset_or_paths, (str, Path)) else dataset_or_paths
-        dataset = read_images([str(p) for p in items], file_extensions=IMAGE_SUFFIXES)  # type: ignore[union-attr]
+        dataset = read_images([str(p) for p in items], file_extensions=IMAGE_SUFFIXES)
     else:
         dataset = dataset_or_paths
     return map_recognize(dataset, settings, cluster)
@@ -554,7 +570,7 @@ class _ShardNames:
     def __new__(cls, suffix: str) -> Any:
         from ray.data.datasource import FilenameProvider
 
-        class ShardNames(FilenameProvider):
+        class ShardNames(FilenameProvider):  # type: ignore[misc]  # ray's classes are Any to mypy
             def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
                 return f"shard-{write_uuid}-{task_index:06d}{suffix}"
 
@@ -584,7 +600,8 @@ def read_shard(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            table: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+            return table
         except Exception as err:  # pyarrow raises its own types for truncated files
             raise ValueError(f"{path}: unreadable parquet shard ({err})") from None
     rows = []
@@ -634,53 +651,73 @@ def shard_errors(shards: Iterable[Path]) -> Iterator[str]:
         yield error
 
 
-def run_from_cli(
-    prog: str, images: Sequence[Path], listing_failed: bool, recognizer: Any, decoder: str, provider: str,
-    batch_size: int, fmt: str, output: Path | None, progress: bool | None, address: str | None,
-    workers: int | None, threads_per_worker: int | None, gpus_per_worker: float | None,
-    output_dir: Path | None, shard_format: str, resume: bool,
-) -> int:
+@dataclass(frozen=True)
+class RayRun:
+    """What `htr-run --engine ray` was asked, after parsing (see `run_from_cli`).
+
+    options: the decoder's options (`RecognitionArgs.decoder_options`); fmt: the
+    --format; the rest are the flags of the same names (None: not given).
+    """
+
+    options: DecoderOptions
+    provider: str = "cpu"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    fmt: str = "txt"
+    output: Path | None = None
+    progress: bool | None = None
+    address: str | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    gpus_per_worker: float | None = None
+    output_dir: Path | None = None
+    shard_format: str = "jsonl"
+    resume: bool = False
+
+
+def run_from_cli(prog: str, images: Sequence[Path], listing_failed: bool, recognizer: Recognizer, run: RayRun) -> int:
     """`htr-run --engine ray` after the options are parsed: returns the exit code.
 
-    `recognizer` is the one the CLI built here (it checked the model and decoder options,
-    so usage errors exit 2 before Ray starts); every actor builds the same from them.
-    Results, error lines and the summary line are those of the local run.
+    `recognizer` is the one the CLI built here from `run.options` (it checked the model
+    and the decoder options, so usage errors exit 2 before Ray starts); every actor
+    builds the same. Results, error lines and the summary line are those of the local run.
     """
-    from .output import Progress, ResultWriter
+    from .output import OutputError, Progress, ResultWriter, open_output
 
     def usage(message: str) -> int:
         sys.stderr.write(f"{prog}: error: {message}\n")
         return 2
 
+    output, output_dir, resume = run.output, run.output_dir, run.resume
     if output_dir is not None and output is not None:
         return usage("--output-dir writes shards; it cannot be combined with --output")
     if resume and output_dir is None:
         return usage("--resume needs --output-dir (the shards it resumes from)")
-    if (gpus_per_worker or 0) > 0 and provider == "cpu":
+    if (run.gpus_per_worker or 0) > 0 and run.provider == "cpu":
         return usage("--gpus-per-worker needs --provider cuda or tensorrt")
-    if shard_format == "parquet":
+    if run.shard_format == "parquet":
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             return usage("--shard-format parquet needs pyarrow (pip install pyarrow)")
     engine = recognizer.engine
+    decoder = decoder_name(run.options)
+    threads = run.threads_per_worker or 1
     try:
-        settings = RecognizerSettings(model=str(engine.path.resolve()), provider=provider, decoder=decoder,
-                                      decoder_options=dict(getattr(recognizer, "decoder_options", {})),
-                                      batch_size=batch_size, threads=threads_per_worker or 1,
+        settings = RecognizerSettings(model=str(engine.path.resolve()), provider=run.provider, decoder=run.options,
+                                      batch_size=run.batch_size, threads=threads,
                                       dynamic_width=engine.spec.dynamic_width)
-        cluster = ClusterOptions(address=address, workers=workers or 1, threads=threads_per_worker or 1,
-                                 gpus=gpus_per_worker or 0.0)
+        cluster = ClusterOptions(address=run.address, workers=run.workers or 1, threads=threads,
+                                 gpus=run.gpus_per_worker or 0.0)
     except ValueError as err:
         return usage(str(err))
     stream = None
-    if output is not None:
+    if output_dir is None:
         try:
-            stream = open(output, "w", encoding="utf-8")
-        except OSError as err:
-            return usage(f"{output}: cannot write ({err.strerror or err})")
-    writer = ResultWriter(stream or sys.stdout, fmt) if output_dir is None else None
-    bar = Progress(len(images), enabled=progress if output_dir is None else False)
+            stream = open_output(output, list(images))
+        except OutputError as err:
+            return usage(str(err))
+    writer = ResultWriter(stream, run.fmt) if stream is not None else None
+    bar = Progress(len(images), enabled=run.progress if output_dir is None else False)
 
     def on_result(rec: Recognition) -> None:
         if not rec.ok:
@@ -695,17 +732,18 @@ def run_from_cli(
         sys.stderr.write(f"{prog}: error: {message}\n")
 
     try:
-        summary = run_cluster(images, settings, cluster, on_result=on_result, output_dir=output_dir,
-                              shard_format=shard_format, resume=resume, on_error=on_error)
-    except HtrError as err:
+        try:
+            summary = run_cluster(images, settings, cluster, on_result=on_result, output_dir=output_dir,
+                                  shard_format=run.shard_format, resume=resume, on_error=on_error)
+        finally:
+            if writer is not None:
+                writer.close()
+    except HtrError as err:  # OutputError included: results cannot be written
         sys.stderr.write(f"{prog}: error: {err}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted after {bar.done} images; results so far were written\n")
         return 130
-    finally:
-        if stream is not None:
-            stream.close()
     bar.close()
     if summary.skipped:
         sys.stderr.write(f"{prog}: --resume: {summary.skipped} images already in {output_dir}, skipped\n")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,14 +61,12 @@ class Engine:
     streams: how many batches the model runs at once; a `Recognizer` keeps this many in
         flight. 1: one batch at a time on all the threads. None: AUTO_STREAMS on the CPU
         provider when there are at least two threads (each batch on its share of them),
-        else 1. On the 2-core test VM two single-threaded streams made htr-run with the
-        lean word model 11% faster than one two-threaded one (1,964 vs 1,764 img/s, one
-        interleaved measurement) and left seed-word unchanged (106 vs 106 img/s).
-    spin: let onnxruntime's idle intra-op threads busy-wait for work (its default). On the
-        2-core test VM, turning it off made htr-run with the lean word model 8% faster
-        (one interleaved measurement) but the seed-word and seed-line models 12% and 8%
-        slower on their end-to-end batches (two full benchmark runs, off vs on).
-    session_options / provider_options: passed straight to onnxruntime.
+        else 1 (benchmarks/bench_runtime.py measures the choice).
+    spin: let onnxruntime's idle intra-op threads busy-wait for work (its default).
+    session_options: an onnxruntime `SessionOptions`, used as given and never changed:
+        its threads, spinning and log level are then the caller's (so `threads` and
+        `spin=False` cannot be combined with it). Default: a fresh one set up as above.
+    provider_options: passed straight to onnxruntime.
     """
 
     def __init__(
@@ -76,7 +75,7 @@ class Engine:
         provider: str = "cpu",
         threads: int | None = None,
         session_options: Any = None,
-        provider_options: Sequence[dict] | None = None,
+        provider_options: Sequence[dict[str, Any]] | None = None,
         spin: bool = True,
         streams: int | None = 1,
     ):
@@ -100,13 +99,18 @@ class Engine:
         self.streams = streams if streams is not None else _auto_streams(provider, threads)
         if self.streams < 1:
             raise ValueError(f"streams must be at least 1, got {self.streams}")
-        options = session_options or ort.SessionOptions()
-        if threads is not None or self.streams > 1:
-            total = threads if threads is not None else available_cores()
-            options.intra_op_num_threads = max(1, total // self.streams)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        if not os.environ.get("HTR_ORT_VERBOSE"):
-            options.log_severity_level = 3  # errors only; onnxruntime warns a lot by default
+        if session_options is not None:
+            if threads is not None or not spin:
+                raise ValueError("threads and spin are set in session_options when it is given")
+            options = session_options
+        else:
+            options = ort.SessionOptions()
+            if threads is not None or self.streams > 1:
+                total = threads if threads is not None else available_cores()
+                options.intra_op_num_threads = max(1, total // self.streams)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            if not os.environ.get("HTR_ORT_VERBOSE"):
+                options.log_severity_level = 3  # errors only; onnxruntime warns a lot by default
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=wanted, provider_options=provider_options
@@ -131,7 +135,7 @@ class Engine:
         self.output_name = outputs[0].name
         self._check_shapes(inputs[0].shape, outputs[0].shape)
 
-    def _check_shapes(self, in_shape: list, out_shape: list) -> None:
+    def _check_shapes(self, in_shape: list[int | str | None], out_shape: list[int | str | None]) -> None:
         if len(in_shape) != 4:
             raise ModelError(self.path, f"input has shape {in_shape}; expected (batch, height, width, 1)")
         h, w = in_shape[1], in_shape[2]
@@ -150,11 +154,19 @@ class Engine:
     @property
     def providers(self) -> list[str]:
         """The providers onnxruntime actually uses, first one active."""
-        return self.session.get_providers()
+        providers: list[str] = self.session.get_providers()
+        return providers
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the model on a (B, H, W, 1) float32 batch; returns (B, T, C) float32 probabilities."""
-        probs = self.session.run([self.output_name], {self.input_name: pixels})[0]
+        """Run the model on a (B, H, W, 1) float32 batch; returns (B, T, C) float32 probabilities.
+
+        Any failure of onnxruntime (out of memory, a kernel error) is raised as a
+        `ModelError` naming the model and the batch's shape."""
+        try:
+            probs: np.ndarray = self.session.run([self.output_name], {self.input_name: pixels})[0]
+        except Exception as err:  # onnxruntime raises its own exception types
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(self.path, f"inference failed on a batch of shape {tuple(pixels.shape)} ({first[:200]})") from None
         if probs.ndim != 3:
             raise ModelError(self.path, f"output has {probs.ndim} dimensions; expected (batch, steps, classes)")
         self.spec.check_num_classes(probs.shape[2], self.path)

@@ -9,6 +9,7 @@ without importing onnx (it only touches the proto's repeated field).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -154,7 +155,9 @@ class ModelSpec:
         return json.dumps({k: _maybe_json(v) for k, v in self.to_props().items()}, indent=2, ensure_ascii=False)
 
     def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        from .atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     # ---- reader -------------------------------------------------------------------
     @classmethod
@@ -249,6 +252,7 @@ def validate(spec: ModelSpec) -> None:
         raise MetadataError(
             None, f"htr.blank is {spec.blank} but must be in 0..{len(spec.charset)} for {len(spec.charset)} characters"
         )
+    _check_types(spec)
     inp = spec.input
     if inp.layout != "NHWC":
         raise MetadataError(None, f"htr.input layout {inp.layout!r} is not supported (expected NHWC)")
@@ -271,6 +275,62 @@ def validate(spec: ModelSpec) -> None:
         raise MetadataError(None, f"htr.time_steps stride must be >= 1, got {spec.time_steps.stride}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(spec: ModelSpec) -> None:
+    """Every field of the right JSON type (a float is no width, "no" is no boolean)."""
+    def need(ok: bool, where: str, expected: str, value: Any) -> None:
+        if not ok:
+            raise MetadataError(None, f"{where} must be {expected}, got {_show(value)}")
+
+    inp, pre, steps = spec.input, spec.preprocess, spec.time_steps
+    need(_is_int(spec.blank), "htr.blank", "an integer", spec.blank)
+    need(_is_int(inp.height), "htr.input height", "a positive integer", inp.height)
+    need(inp.width is None or _is_int(inp.width), "htr.input width", "a positive integer or null", inp.width)
+    need(_is_int(inp.channels), "htr.input channels", "an integer", inp.channels)
+    need(isinstance(inp.layout, str), "htr.input layout", 'a string ("NHWC")', inp.layout)
+    need(isinstance(pre.resize, str), "htr.preprocess resize", 'a string ("pad" or "dynamic")', pre.resize)
+    need(isinstance(pre.invert, bool), "htr.preprocess invert", "true or false", pre.invert)
+    need(
+        (_is_int(pre.scale) or isinstance(pre.scale, float)) and math.isfinite(pre.scale) and pre.scale > 0,
+        "htr.preprocess scale", "a finite number above 0 (e.g. 1/255)", pre.scale,
+    )
+    need(_is_int(pre.pad_value) and 0 <= pre.pad_value <= 255, "htr.preprocess pad_value", "an integer grey level 0..255", pre.pad_value)
+    need(isinstance(pre.interpolation, str), "htr.preprocess interpolation", 'a string ("linear", "area" or "cubic")', pre.interpolation)
+    for name in ("min_width", "max_width", "width_multiple"):
+        value = getattr(pre, name)
+        need(_is_int(value), f"htr.preprocess {name}", "a positive integer", value)
+    if steps is not None:
+        need(_is_int(steps.stride), "htr.time_steps stride", "a positive integer", steps.stride)
+        need(_is_int(steps.offset), "htr.time_steps offset", "an integer", steps.offset)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, bool, int, float, type(None))) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+#: How deep the free-form JSON of htr.source may nest (real provenance is 2-3 levels).
+MAX_SOURCE_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_SOURCE_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def _parse_int(props: Mapping[str, str], key: str, path: str | Path | None) -> int:
     try:
         return int(props[key])
@@ -280,9 +340,14 @@ def _parse_int(props: Mapping[str, str], key: str, path: str | Path | None) -> i
 
 def _parse_json(props: Mapping[str, str], key: str, path: str | Path | None) -> Any:
     try:
-        return json.loads(props[key])
+        value = json.loads(props[key])
     except (TypeError, json.JSONDecodeError) as err:
         raise MetadataError(path, f"{key} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise MetadataError(path, f"{key} nests deeper than {MAX_SOURCE_DEPTH} levels") from None
+    if _depth(value) > MAX_SOURCE_DEPTH:
+        raise MetadataError(path, f"{key} nests deeper than {MAX_SOURCE_DEPTH} levels")
+    return value
 
 
 def _maybe_json(value: str) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 
-def edit_distance(a: Sequence, b: Sequence) -> int:
+def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
     """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
     if len(a) < len(b):
         a, b = b, a

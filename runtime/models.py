@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import ModelError
@@ -46,7 +47,7 @@ def bundled_lms() -> dict[str, Path]:
     return {p.name[: -len(LM_SUFFIX)]: p for p in sorted(BUNDLED_DIR.glob("*" + LM_SUFFIX))}
 
 
-def resolve_lm(lm: str | Path) -> Path:
+def resolve_lm(lm: str | os.PathLike[str]) -> Path:
     """An --lm argument (bundled name or path) -> a file path (ValueError if neither)."""
     bundled = bundled_lms()
     if str(lm) in bundled and not Path(lm).exists():

@@ -49,7 +49,7 @@ class Preprocessor:
         self.pad_level = np.float32(self._normalise_scalar(preprocess.pad_value))
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec) -> "Preprocessor":
+    def from_spec(cls, spec: ModelSpec) -> Preprocessor:
         return cls(spec.input, spec.preprocess)
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
@@ -75,11 +75,13 @@ class Preprocessor:
         target = self.target_width(new_w)
         if new_w > target:
             image = cv2.resize(image.astype(np.float32), (target, height), interpolation=self._interp)
-        return image
+        fitted: np.ndarray = image
+        return fitted
 
     def target_width(self, width: int) -> int:
         """The model input width for a fitted image `width` pixels wide (before batch padding)."""
         if self.policy.resize == "pad":
+            assert self.input.width is not None  # ModelSpec: "pad" has a fixed width
             return self.input.width
         return _round_up(width, self.policy.width_multiple)
 
@@ -127,8 +129,10 @@ class Preprocessor:
         # Dividing by 255 (not multiplying by 1/255) keeps the seed's exact float32 values.
         divisor = 1.0 / self.policy.scale
         if abs(divisor - round(divisor)) < 1e-9:
-            return np.divide(pixels, np.float32(round(divisor)), out=pixels)
-        return np.multiply(pixels, np.float32(self.policy.scale), out=pixels)
+            np.divide(pixels, np.float32(round(divisor)), out=pixels)
+        else:
+            np.multiply(pixels, np.float32(self.policy.scale), out=pixels)
+        return pixels
 
     def _normalise_scalar(self, value: float) -> float:
         return float(self.normalise(np.array([[value]], dtype=np.float32))[0, 0])

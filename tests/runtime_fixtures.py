@@ -44,8 +44,13 @@ def make_tiny_model(
     spec: ModelSpec | None = None,
     metadata: bool = True,
     classes: int = 3,
+    nan_when_black: bool = False,
 ) -> Path:
-    """Write the tiny model to `path`; `classes` is the real output size (3 = 'a', 'b', blank)."""
+    """Write the tiny model to `path`; `classes` is the real output size (3 = 'a', 'b', blank).
+
+    nan_when_black: the output of an image that starts black (its first 4 columns all 1
+    after inversion; padding is white, so this is the image's own ink) is NaN, as a broken
+    model's can be for one odd input; other images read as usual."""
     a = np.array([30.0, 60.0, 0.0] + [-5.0] * (classes - 3), np.float32)[:classes]
     b = np.array([-6.0, -27.0, 0.0] + [-50.0] * (classes - 3), np.float32)[:classes]
     if classes == 3 and spec is not None and spec.blank == 0:  # keep behaviour with blank first
@@ -57,8 +62,24 @@ def make_tiny_model(
         helper.make_node("Unsqueeze", ["ink", "axes2"], ["ink3"]),
         helper.make_node("Mul", ["ink3", "A"], ["scaled"]),
         helper.make_node("Add", ["scaled", "B"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+        helper.make_node("Softmax", ["logits"], ["softmax" if nan_when_black else "probs"], axis=-1),
     ]
+    extra = []
+    if nan_when_black:
+        nodes += [
+            helper.make_node("Slice", ["image", "zero", "four", "axes2"], ["left"]),
+            helper.make_node("ReduceMin", ["left"], ["least4"], axes=[1, 2, 3], keepdims=1),
+            helper.make_node("Squeeze", ["least4", "axes3"], ["least"]),
+            helper.make_node("Equal", ["least", "one"], ["black"]),
+            helper.make_node("Where", ["black", "nan", "softmax"], ["probs"]),
+        ]
+        extra = [
+            helper.make_tensor("axes3", TensorProto.INT64, [1], [3]),
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("four", TensorProto.INT64, [1], [4]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]),
+        ]
     steps = None if width is None else width // 4
     graph = helper.make_graph(
         nodes,
@@ -70,6 +91,7 @@ def make_tiny_model(
             helper.make_tensor("B", TensorProto.FLOAT, [1, 1, classes], b),
             helper.make_tensor("axes12", TensorProto.INT64, [2], [1, 2]),
             helper.make_tensor("axes2", TensorProto.INT64, [1], [2]),
+            *extra,
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -88,3 +110,17 @@ def draw_word(text: str, height: int = 32, band: int = 16, gap: int = 16) -> np.
         cols.append(np.full((height, band), INK[ch], np.uint8))
         cols.append(np.full((height, gap), WHITE, np.uint8))
     return np.concatenate(cols, axis=1)
+
+
+#: Python code that makes every greedy decoder raise on a batch holding a row it reads as
+#: "ba" (a decoder bug that only some inputs trigger); run before a command's own code.
+FAULTY_GREEDY = """
+import htr.runtime.decoding.factory as factory
+_call = factory.GreedyDecoder.__call__
+def _faulty(self, probs, lengths=None):
+    results = _call(self, probs, lengths)
+    if any(r.text == "ba" for r in results):
+        raise RuntimeError("injected failure on 'ba'")
+    return results
+factory.GreedyDecoder.__call__ = _faulty
+"""

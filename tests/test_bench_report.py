@@ -7,12 +7,7 @@ keep the accuracy, every word model shown.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_runtime_report as report  # noqa: E402
+import bench_runtime_report as report  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
 
 
 def model_row(model: str, backend: str, batch: int, p50_ms: float) -> dict:

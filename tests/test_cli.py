@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
-from runtime_fixtures import draw_word, make_tiny_model
+from runtime_fixtures import FAULTY_GREEDY, draw_word, make_tiny_model
 from typer.testing import CliRunner
 
 from htr.runtime.cli import eval_app, run_app
@@ -197,3 +199,29 @@ def test_cli_module_imports_nothing_heavy():
                           "print(sorted(m for m in ('numpy','cv2','onnxruntime','tensorflow') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # nothing heavy is imported just to show --help
+
+
+# ---- per-image failures through the real command, in a subprocess -------------------
+def _htr_run(args: list[str], prelude: str = "") -> subprocess.CompletedProcess:
+    code = prelude + "\nimport sys\nfrom htr.runtime.cli import run_app\nsys.argv[0] = 'htr-run'\nrun_app()\n"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_a_model_returning_nan_for_one_image_fails_only_that_image(folder, tmp_path):
+    model = make_tiny_model(tmp_path / "nan.onnx", width=None, nan_when_black=True)
+    cv2.imwrite(str(folder / "03_black.png"), np.zeros((32, 60), np.uint8))
+    r = _htr_run([str(folder), "-m", str(model), "--batch-size", "8"])
+    assert r.returncode == 1, r.stderr
+    assert r.stdout.splitlines() == [f"{folder / name}\t{text}" for name, text in WORDS.items()]
+    errors = [line for line in r.stderr.splitlines() if ": error: " in line]
+    assert errors == [f"htr-run: error: {folder / '03_black.png'}: the model's output has NaN or infinite values"]
+    assert "5 images, 1 failed" in r.stderr
+
+
+def test_a_decoder_that_raises_on_one_image_fails_only_that_image(folder, tiny_models):
+    r = _htr_run([str(folder), "-m", str(tiny_models["fixed"]), "--format", "jsonl"], prelude=FAULTY_GREEDY)
+    assert r.returncode == 1, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec.get("text") for rec in records] == ["ab", None, "aab", "b"]
+    assert records[1]["error"] == f"{folder / '02.png'}: decoder failed: RuntimeError: injected failure on 'ba'"
+    assert "4 images, 1 failed" in r.stderr and "Traceback" not in r.stderr

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_decoding_reference import labelling_probabilities, random_probs, text_of
 
 from htr.runtime.decoding import beam_search_decode, ctc_log_probability, greedy_decode
-from test_decoding_reference import labelling_probabilities, random_probs, text_of
 
 EXHAUSTIVE = {"top_k": 100, "prune_threshold": 0.0}
 

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from htr.runtime.decoding import CharLM, Decoded, Lexicon, make_decoder
-from htr.runtime.decoding import wordlist
+from htr.runtime.decoding import CharLM, Decoded, Lexicon, make_decoder, wordlist
 
 CHARSET = "abcdehlorw "
 BLANK = 0  # Keras-3 style: blank first

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from test_decoding_reference import collapse, text_of
 
 from htr.runtime.decoding import Decoded, greedy_decode
-from test_decoding_reference import collapse, text_of
 
 
 def test_two_by_three_matrix_worked_by_hand():

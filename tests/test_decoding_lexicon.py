@@ -125,3 +125,29 @@ def test_lines_mode_spells_only_lexicon_words(steps, seed, lexicon, width, use_b
     assert result.log_prob == pytest.approx(
         ctc_log_probability(probs, result.text, CHARSET, BLANK), rel=1e-4, abs=1e-4
     )
+
+
+ORACLE_WORDS = ["hello", "world", "help", "hold", "old", "how", "row", "the", "to", "toe", "a", "bed", "ll", "hell"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 10), peak=st.sampled_from([0.0, 4.0]))
+def test_words_mode_with_an_unpruned_beam_is_the_best_word_by_brute_force(seed, steps, peak):
+    """With a beam wider than the trie has nodes and no character pruning, words-mode
+    search is exact: it returns the lexicon word of highest CTC probability (each word
+    scored by the forward algorithm), or, when no word fits in the frames, still a word."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(steps, BLANK + 1)) * 2
+    if peak:
+        logits[:, BLANK] += peak
+        logits[np.arange(steps), rng.integers(0, BLANK + 1, steps)] += peak + 2.0
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    result = lexicon_decode(probs, CHARSET, BLANK, ORACLE_WORDS, beam_width=128, mode="words",
+                            top_k=BLANK, prune_threshold=0.0)
+    scores = {w: float(ctc_log_probability(probs, w, CHARSET, BLANK)) for w in ORACLE_WORDS}
+    best = max(scores.values())
+    assert result.text in scores
+    if np.isfinite(best):
+        assert scores[result.text] == pytest.approx(best, abs=1e-4)
+        assert result.log_prob == pytest.approx(best, abs=1e-4)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
+import bench_lexicon_wer  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
 import cv2
 import pytest
-
 from runtime_fixtures import draw_word, make_tiny_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_lexicon_wer  # noqa: E402
 
 
 @pytest.fixture

@@ -113,6 +113,25 @@ def test_beam_search_uses_the_weight_stored_in_the_lm_file(tmp_path):
     w3_overridden = make_decoder("beam", charset, len(charset), lm=str(tmp_path / "w3.json"), lm_weight=0.0)
     assert [d.text for d in with_w0(probs)] == plain == [d.text for d in w3_overridden(probs)]
     assert [d.text for d in with_w3(probs)] != plain
+    # The public function is built by the same builder: the file's weight applies there too.
+    assert [d.text for d in beam_search_decode(probs, charset, len(charset), lm=str(tmp_path / "w3.json"))] == \
+        [d.text for d in with_w3(probs)]
+    assert [d.text for d in beam_search_decode(probs, charset, len(charset), lm=str(tmp_path / "w0.json"))] == plain
+
+
+def test_bundled_lm_names_work_in_the_public_function_as_in_make_decoder():
+    """beam_search_decode(..., lm="lines") once failed ("not a readable language model
+    file") while htr-run --lm lines worked; both go through build_decoder now."""
+    from htr.runtime.constants import SEED_LINE_CHARSET
+
+    blank = len(SEED_LINE_CHARSET)
+    probs = np.random.default_rng(5).dirichlet(np.full(blank + 1, 0.2), size=(3, 20)).astype(np.float32)
+    public = beam_search_decode(probs, SEED_LINE_CHARSET, blank, lm="lines")
+    built = make_decoder("beam", SEED_LINE_CHARSET, blank, lm="lines")(probs)
+    assert [(d.text, d.log_prob) for d in public] == [(d.text, d.log_prob) for d in built]
+    stored = load_lm("lines").weight
+    by_weight = beam_search_decode(probs, SEED_LINE_CHARSET, blank, lm="lines", lm_weight=stored)
+    assert [d.text for d in by_weight] == [d.text for d in public]
 
 
 def test_bundled_lms_are_found_by_name_and_unknown_names_are_refused(tmp_path):

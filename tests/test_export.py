@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -317,3 +318,48 @@ def test_calibration_and_check_folders_are_searched_recursively(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="empty: folder has no png"):
         verify.image_files([tmp_path / "empty"])
+
+
+def test_a_layer_tf2onnx_cannot_convert_is_one_line_from_the_real_command(tmp_path):
+    # Discretization becomes TensorFlow's Bucketize, which tf2onnx leaves unconverted.
+    inp = keras.Input((32, 128, 1), name="image")
+    x = keras.layers.Permute((2, 1))(keras.layers.Reshape((32, 128))(inp))
+    x = keras.layers.Discretization(bin_boundaries=[0.1, 0.5], name="bins")(x)
+    keras.Model(inp, keras.layers.Dense(79, activation="softmax", name="probs")(x)).save(tmp_path / "odd.keras")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("htr-export")), str(tmp_path / "odd.keras"), "-o", str(tmp_path / "odd.onnx")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("htr-export:") and "warning" not in ln]
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        re.escape(f"htr-export: {tmp_path / 'odd.keras'}: tf2onnx cannot convert the TensorFlow op(s) Bucketize (layer ")
+        + r"bins(_\d+)?" + re.escape(") to ONNX; replace these layers with ones ONNX supports (Conv, Dense, LSTM, ...)"),
+        lines[0],
+    ), lines[0]
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr
+    assert not (tmp_path / "odd.onnx").exists()
+
+
+def test_cli_output_is_the_precision_asked_for(legacy_h5, tmp_path):
+    """-o X --lstm8 writes the lstm8 model to X (fp32 beside it only with --keep-fp32);
+    two precisions at once are a usage error."""
+    from typer.testing import CliRunner
+
+    from htr.export.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "word.onnx"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(out), "--lstm8"])
+    assert result.exit_code == 0, result.output
+    assert Engine(out).spec.source.get("quantization") == "fp32+lstm-int8-dynamic"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["word.onnx"]
+    kept = tmp_path / "kept.onnx"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(kept), "--lstm8", "--keep-fp32"])
+    assert result.exit_code == 0, result.output
+    assert "quantization" not in Engine(tmp_path / "kept.fp32.onnx").spec.source
+    assert Engine(kept).spec.source.get("quantization") == "fp32+lstm-int8-dynamic"
+    result = runner.invoke(app, [str(legacy_h5), "-o", str(tmp_path / "two.onnx"), "--lstm8", "--fp16"])
+    assert result.exit_code == 2 and "one precision per export" in result.output
+    assert not (tmp_path / "two.onnx").exists()

@@ -16,7 +16,7 @@ from runtime_fixtures import draw_word, make_tiny_model, tiny_spec
 from htr.runtime import Engine, Recognizer, make_decoder
 from htr.runtime.constants import SEED_WORD_CHARSET
 from htr.runtime.errors import ImageError, MetadataError, ModelError, ProviderError
-from htr.runtime.images import decode_image, list_images, load_image
+from htr.runtime.images import list_images, load_image
 from htr.runtime.metadata import InputSpec, ModelSpec, seed_word_spec
 from htr.runtime.preprocess import Preprocessor
 
@@ -334,3 +334,11 @@ def test_runtime_never_imports_tensorflow_keras_or_tf2onnx():
 
 def test_seed_charset_constant():
     assert len(SEED_WORD_CHARSET) == 78 and json.loads(seed_word_spec().to_props()["htr.blank"]) == 78
+
+
+def test_an_onnxruntime_failure_in_run_is_a_model_error_naming_the_model(tiny_models):
+    from htr.runtime.errors import ModelError
+
+    engine = Engine(tiny_models["fixed"])
+    with pytest.raises(ModelError, match=r"fixed\.onnx.*inference failed on a batch of shape \(2, 32, 128, 1\)"):
+        engine.run(np.zeros((2, 32, 128, 1), np.float64))  # onnxruntime refuses the type

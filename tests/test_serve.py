@@ -34,7 +34,7 @@ import pytest
 pytest.importorskip("fastapi", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
 pytest.importorskip("uvicorn", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
 
-from runtime_fixtures import draw_word  # noqa: E402
+from runtime_fixtures import FAULTY_GREEDY, draw_word, make_tiny_model  # noqa: E402
 
 MAX_BYTES = 200_000
 MAX_FILES = 6
@@ -51,11 +51,24 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
     """Base URL of `htr-serve` running the dynamic-width tiny model in a subprocess."""
-    log = tmp_path_factory.mktemp("serve") / "server.log"
+    yield from _serve(tiny_models["dynamic"], tmp_path_factory.mktemp("serve") / "server.log")
+
+
+@pytest.fixture(scope="module")
+def faulty_server(tmp_path_factory):
+    """`htr-serve` with a model whose output is NaN for an image that starts black, and a
+    greedy decoder that raises on a batch holding a row it reads as "ba"."""
+    folder = tmp_path_factory.mktemp("faulty")
+    model = make_tiny_model(folder / "nan.onnx", width=None, nan_when_black=True)
+    yield from _serve(model, folder / "server.log", prelude=FAULTY_GREEDY)
+
+
+def _serve(model: Path, log: Path, prelude: str = ""):
     port = _free_port()
+    code = prelude + "\nfrom htr.runtime.serve.cli import app\napp()\n"
     cmd = [
-        sys.executable, "-m", "htr.runtime.serve.cli",
-        "--model", str(tiny_models["dynamic"]), "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-c", code,
+        "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES), "--max-pixels", str(MAX_PIXELS),
         "--max-concurrent", "2", "--threads", "1", "--log-level", "warning",
     ]
@@ -237,6 +250,24 @@ def test_good_and_bad_files_in_one_request(server):
     assert first["alternatives"]["beam"]["text"] == "ab"
     assert "notes.txt: is not a png, jpg, tif or bmp image" == results[1]["error"]
     assert "empty" in results[3]["error"] and "corrupt or truncated png" in results[4]["error"]
+
+
+def test_a_nan_output_and_a_raising_decoder_fail_only_their_images(faulty_server):
+    black = np.zeros((32, 60), np.uint8)
+    files = [("ab.png", encode(draw_word("ab"), ".png")), ("black.png", encode(black, ".png")),
+             ("ba.png", encode(draw_word("ba"), ".png")), ("bab.png", encode(draw_word("bab"), ".png"))]
+    status, body = recognize(faulty_server, files)
+    assert status == 200 and body["failed"] == 2
+    results = body["results"]
+    assert [r.get("text") for r in results] == ["ab", None, None, "bab"]
+    assert results[1]["error"] == "black.png: the model's output has NaN or infinite values"
+    assert results[2]["error"] == "ba.png: decoder failed: RuntimeError: injected failure on 'ba'"
+    # Asked for beam, "ba" is read; greedy, run beside it for comparison, is left out.
+    status, body = recognize(faulty_server, files[2:3], decoder="beam")
+    assert status == 200 and body["failed"] == 0
+    assert body["results"][0]["text"] == "ba" and set(body["results"][0]["alternatives"]) == {"beam"}
+    status, body = recognize(faulty_server, files[:1])
+    assert status == 200 and body["results"][0]["text"] == "ab"
 
 
 def test_beam_decoder_and_jpeg(server):

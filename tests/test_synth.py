@@ -118,9 +118,62 @@ def test_train_and_heldout_hands_are_disjoint():
     assert {h.name for h in heldout.hands} <= set(HELDOUT_HANDS)
     seen = {heldout.sample(i).hand for i in range(60)}
     assert seen <= set(HELDOUT_HANDS) | {synth.MNIST_HAND}
-    train_idx = set(synth._mnist_indices("train").tolist())
-    held_idx = set(synth._mnist_indices("heldout").tolist())
+    train_idx = set(synth.mnist_indices("train").tolist())
+    held_idx = set(synth.mnist_indices("heldout").tolist())
     assert train_idx.isdisjoint(held_idx) and len(train_idx) + len(held_idx) == 5000
+    val_idx, test_idx = set(synth.mnist_indices("val").tolist()), set(synth.mnist_indices("test").tolist())
+    assert val_idx.isdisjoint(test_idx) and val_idx | test_idx == held_idx
+
+
+def test_validation_and_test_hands_are_separate_and_at_least_eight_each():
+    assert set(synth.VAL_HANDS).isdisjoint(synth.TEST_HANDS)
+    assert len(synth.VAL_HANDS) >= 7 and len(synth.TEST_HANDS) >= 8
+    assert set(HELDOUT_HANDS) == set(synth.VAL_HANDS) | set(synth.TEST_HANDS)
+    names = {h.name for h in synth.ALL_HANDS}
+    assert set(HELDOUT_HANDS) <= names  # no typo silently shrinks a held-out set
+    assert len(TRAIN_HANDS) >= 60
+    for split, hands in (("val", synth.VAL_HANDS), ("test", synth.TEST_HANDS)):
+        gen = SynthGenerator(kind="words", split=split, seed=3)
+        assert {h.name for h in gen.hands} == set(hands)
+
+
+def test_every_vendored_font_has_its_licence_and_a_manifest_row():
+    from htr.train.synth import hands
+
+    rows = [r.split("\t") for r in (hands.FONTS_DIR / "fonts.tsv").read_text(encoding="utf-8").splitlines()
+            if r and not r.startswith("#")]
+    folders = {p.name for p in hands.FONTS_DIR.iterdir() if p.is_dir()}
+    assert {r[0] for r in rows} == folders
+    for family, _name, _category, licence, *_ in rows:
+        text = (hands.FONTS_DIR / family / "LICENSE").read_text(encoding="utf-8", errors="replace")
+        assert licence in ("OFL-1.1", "Apache-2.0"), family
+        assert ("Open Font License" in text) if licence == "OFL-1.1" else ("Apache License" in text), family
+
+
+def test_the_stored_coverage_is_what_the_font_files_draw():
+    from htr.train.synth import hands
+
+    for hand in synth.ALL_HANDS[::37]:
+        if hand.source != "font":
+            continue
+        measured = hands._glyph_coverage(str(hands.FONTS_DIR / hand.package))
+        stored = synth.hand_coverage(hand)
+        assert stored == {c for c in measured if " " <= c <= "~"}, hand.name
+
+
+def test_augmentation_styles_differ_the_way_they_say():
+    def contrast(style: str) -> float:
+        gen = SynthGenerator(kind="words", split="train", seed=8, digit_fraction=0.0, ranges=synth.STYLES[style])
+        values = []
+        for i in range(30):
+            img = gen.sample(i).image.astype(float)
+            values.append(np.percentile(img, 95) - np.percentile(img, 2))
+        return float(np.median(values))
+
+    assert contrast("clean") > contrast("hard") + 20
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        synth.AUGMENT.with_values(sparkle=(0, 1))
+    assert synth.AUGMENT.with_values(ruled_p=1.0).ruled_p == 1.0
 
 
 def test_all_hands_are_installed_and_cover_the_seed_charset():
@@ -158,7 +211,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="kind"):
         SynthGenerator(kind="pages")
     with pytest.raises(ValueError, match="split"):
-        SynthGenerator(split="test")
+        SynthGenerator(split="nope")
     with pytest.raises(ValueError, match="space"):
         SynthGenerator(kind="lines", charset=SEED_WORD_CHARSET)
     with pytest.raises(ValueError, match="index"):

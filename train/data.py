@@ -151,7 +151,7 @@ def open_source(
         if kind not in ("words", "lines"):
             raise DatasetError(data, "synthetic data is synth:words or synth:lines")
         default = 20_000 if role == "train" else 1_000
-        split = "heldout" if role == "val" else "train"
+        split = "val" if role == "val" else "train"
         return SynthSource(
             kind, charset, split, size or default, seed=seed + (7919 if role == "val" else 0),
             digit_fraction=digit_fraction,

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, help=__doc__)
+from htr.runtime.cli_options import new_app, version_option
+
+app = new_app(help=__doc__, no_args_is_help=True)
 
 _CHARSETS = {"seed-word": "SEED_WORD_CHARSET", "seed-line": "SEED_LINE_CHARSET"}
 
@@ -26,7 +28,10 @@ def main(
     kind: str = typer.Option("words", "--kind", help="words (one token per image) or lines (3-9 words)."),
     count: int = typer.Option(1000, "--count", min=1, help="How many images."),
     seed: int = typer.Option(0, "--seed", min=0, help="Sample i is the same for the same seed."),
-    split: str = typer.Option("train", "--split", help="Hands: train, heldout (unseen in training) or all."),
+    split: str = typer.Option("train", "--split",
+                              help="Hands: train, val or test (unseen in training), heldout (val + test) or all."),
+    style: str = typer.Option("default", "--style",
+                              help="Augmentation: default (training), hard (the hardest scan style), clean."),
     charset: str = typer.Option(
         None, "--charset", help="seed-word, seed-line, or the characters themselves (default: by kind)."
     ),
@@ -35,6 +40,7 @@ def main(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Slant, warp, paper, ink, noise."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per CPU)."),
     text_only: bool = typer.Option(False, "--text-only", help="Write only the texts, one per line, to OUT (a file): text for htr-lm."),
+    version: bool = version_option(),
 ) -> None:
     """Write COUNT synthetic handwriting images and labels.tsv into OUT (or with
     --text-only, just their texts into the file OUT)."""
@@ -44,6 +50,8 @@ def main(
         raise typer.BadParameter(f"expected one of {', '.join(synth.KINDS)}, got {kind!r}", param_hint="--kind")
     if split not in synth.SPLITS:
         raise typer.BadParameter(f"expected one of {', '.join(synth.SPLITS)}, got {split!r}", param_hint="--split")
+    if style not in synth.STYLES:
+        raise typer.BadParameter(f"expected one of {', '.join(synth.STYLES)}, got {style!r}", param_hint="--style")
     chars = _charset(charset, kind)
     if kind == "lines" and " " not in chars:
         raise typer.BadParameter("lines need a space in the charset", param_hint="--charset")
@@ -67,13 +75,13 @@ def main(
     try:
         folder = synth.write_dataset(
             out, kind, count, seed, split, chars, workers=workers or None,
-            digit_fraction=digit_fraction, augment=augment, progress=progress,
+            digit_fraction=digit_fraction, augment=augment, ranges=synth.STYLES[style], progress=progress,
         )
     except (OSError, RuntimeError, ValueError, ImportError) as err:
         print(f"\nhtr-synth: {err}", file=sys.stderr)
         raise typer.Exit(1)
     print(file=sys.stderr)
-    print(f"{folder / 'labels.tsv'}\t{count} {kind}, split {split}, seed {seed}")
+    print(f"{folder / 'labels.tsv'}\t{count} {kind}, split {split}, style {style}, seed {seed}")
 
 
 if __name__ == "__main__":  # pragma: no cover

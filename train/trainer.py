@@ -22,52 +22,21 @@ import contextlib
 import csv
 import json
 import math
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from htr.runtime.atomic import atomic_open, atomic_path, atomic_write_text
 from htr.runtime.constants import SEED_LINE_CHARSET, SEED_WORD_CHARSET
 from htr.runtime.decoding import greedy_decode
 from htr.runtime.metrics import error_rates
 
 from . import models
+from .config import TrainConfig
 from .data import CTCDataset, LabelEncoder, open_source
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "seed-word"
-    data: str = "synth:words"
-    out: str = "runs/htr"
-    val: str | None = None
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    schedule: str = "cosine"  # cosine | plateau | constant
-    steps_per_epoch: int | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    val_batches: int | None = None
-    charset: str | None = None  # None: the architecture's / data kind's default
-    split_file: str | None = None
-    patience: int = 10
-    seed: int = 0
-    workers: int = 2
-    use_multiprocessing: bool = False
-    augment: bool = True
-    resume: bool = False
-    digit_fraction: float = 0.1  # synthetic training data: share of real MNIST digit strings
-    init_from: str | None = None  # a trained model (.keras/.h5) whose matching layers start this one
-    mixed_precision: str = "auto"  # auto | on | off
-    show_samples: int = 4
-    verbose: int | str = "auto"
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-
 
 # ---- devices ------------------------------------------------------------------------
 
@@ -203,8 +172,10 @@ class Checkpoints(keras.callbacks.Callback):
             t.save_inference(t.out / "best_loss.keras")
         state["epoch"] = epoch + 1
         state["history"].append({k: float(v) for k, v in logs.items() if np.isscalar(v)})
-        t.training.save_weights(t.out / "last.weights.h5", overwrite=True)
+        with atomic_path(t.out / "last.weights.h5") as tmp:
+            t.training.save_weights(tmp, overwrite=True)
         t.save_state()
+        write_history(state["history"], t.out / "history.csv")
 
 
 class Plot(keras.callbacks.Callback):
@@ -236,8 +207,24 @@ def plot_history(history: list[dict], path: Path) -> None:
         ax2.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=key)
     ax2.set_xlabel("epoch"), ax2.set_ylabel("error rate"), ax2.legend(), ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    """history.csv from the saved history: one `epoch` column first, then every other key.
+
+    Rewritten whole (atomically) after each epoch, so a kill never leaves half a row and a
+    resumed run's file is exactly the history it resumed from plus its own epochs.
+    """
+    keys = sorted({k for row in history for k in row} - {"epoch"})
+    with atomic_open(path, "w", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\n")
+        out.writerow(["epoch", *keys])
+        for i, row in enumerate(history):
+            epoch = row.get("epoch", i + 1)
+            out.writerow([int(epoch), *(row.get(k, "") for k in keys)])
 
 
 class EpochNumber(keras.callbacks.Callback):
@@ -263,10 +250,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gpus = gpu_count()
-        use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and self.gpus > 0)
-        keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
-        self.mixed_precision = use_mp
-        keras.utils.set_random_seed(cfg.seed)
+        # The dtype policy and the seeds are process-wide: `train` sets them, not this object.
+        self.mixed_precision = keras.mixed_precision.global_policy().name == "mixed_float16"
 
         kind = "lines" if ("lines" in cfg.data) else "words"
         charset = default_charset(cfg, kind)
@@ -320,9 +305,10 @@ class Trainer:
 
     # -- files --------------------------------------------------------------------------
     def save_inference(self, path: Path, h5: Path | None = None) -> None:
-        self.built.inference.save(path)
-        if h5 is not None:
-            self.built.inference.save(h5)
+        for target in (path, h5):
+            if target is not None:
+                with atomic_path(target) as tmp:
+                    self.built.inference.save(tmp)
 
     def spec_with_facts(self) -> "models.ModelSpec":
         cfg = self.cfg
@@ -358,9 +344,7 @@ class Trainer:
     def save_state(self) -> None:
         state = {k: (_finite(v) if isinstance(v, float) else v) for k, v in self.state.items()}
         state["config"] = {k: v for k, v in asdict(self.cfg).items()}
-        tmp = self.out / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.out / "state.json")
+        atomic_write_text(self.out / "state.json", json.dumps(state, indent=1, default=str))
 
     def load_state(self) -> int:
         path = self.out / "state.json"
@@ -407,7 +391,6 @@ class Trainer:
             Validation(self.built, self.val_data, cfg.val_batches, cfg.show_samples),
             self.throughput,
             Checkpoints(self),
-            keras.callbacks.CSVLogger(str(self.out / "history.csv"), append=bool(initial_epoch)),
             Plot(self),
             keras.callbacks.EarlyStopping(monitor="val_cer", mode="min", patience=cfg.patience, min_delta=1e-4),
             keras.callbacks.TerminateOnNaN(),
@@ -438,7 +421,13 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train as configured; returns a summary (epochs, best val CER, images/s, history)."""
+    """Train as configured; returns a summary (epochs, best val CER, images/s, history).
+
+    The one place that sets Keras' process-wide state: the dtype policy (mixed float16
+    when `cfg.mixed_precision` is "on", or "auto" with a GPU) and the random seeds."""
+    use_mp = cfg.mixed_precision == "on" or (cfg.mixed_precision == "auto" and gpu_count() > 0)
+    keras.mixed_precision.set_global_policy("mixed_float16" if use_mp else "float32")
+    keras.utils.set_random_seed(cfg.seed)
     return Trainer(cfg).fit()
 
 
@@ -473,11 +462,6 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     if not copied:
         raise ValueError(f"{path}: none of its layers fits this architecture; expected a model of the same architecture")
     return {"copied": copied, "skipped": skipped}
-
-
-def read_history(path: str | Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

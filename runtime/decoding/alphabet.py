@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import check_probabilities
 from .constants import MIN_PROBABILITY
 
 
@@ -19,9 +20,19 @@ class Alphabet:
 
     chars: tuple[str, ...]
     blank: int
+    #: each class's code point (the blank's 0) when every class is one code point, else
+    #: None; computed once at construction (decoding a whole array through UTF-32 is ~50x
+    #: faster than joining strings).
+    codepoints: np.ndarray | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        strings = self.class_strings
+        single = all(len(s) == 1 for i, s in enumerate(strings) if i != self.blank)
+        points = np.array([ord(s) if s else 0 for s in strings], dtype="<u4") if single else None
+        object.__setattr__(self, "codepoints", points)  # the one write, while constructing
 
     @classmethod
-    def from_charset(cls, charset: str | Sequence[str], blank: int) -> "Alphabet":
+    def from_charset(cls, charset: str | Sequence[str] | Alphabet, blank: int) -> Alphabet:
         """Build an alphabet; `blank` must be a class index in [0, len(charset)]."""
         if isinstance(charset, Alphabet):
             return charset
@@ -64,26 +75,10 @@ class Alphabet:
     def decode(self, classes: Sequence[int] | np.ndarray) -> str:
         """Text of a sequence of (non-blank) class indices."""
         classes = np.asarray(classes, dtype=np.int64)
-        codepoints = self._codepoints()
-        if codepoints is not None:
-            return codepoints[classes].tobytes().decode("utf-32-le")
+        if self.codepoints is not None:
+            return str(self.codepoints[classes].tobytes().decode("utf-32-le"))
         strings = self.class_strings
         return "".join(strings[c] for c in classes.tolist())
-
-    def _codepoints(self) -> np.ndarray | None:
-        # Decoding a whole array through UTF-32 is ~50x faster than joining strings;
-        # it needs every class to be a single code point.
-        cached = self.__dict__.get("_cp")
-        if cached is None:
-            strings = self.class_strings
-            if all(len(s) == 1 for i, s in enumerate(strings) if i != self.blank):
-                cached = np.array(
-                    [ord(s) if s else 0 for s in strings], dtype="<u4"
-                )
-            else:
-                cached = False
-            object.__setattr__(self, "_cp", cached)
-        return cached if cached is not False else None
 
 
 def as_batch(
@@ -100,8 +95,6 @@ def as_batch(
         raise ValueError(
             f"probs must have shape (T, C) or (B, T, C), got {probs.ndim} dimensions {probs.shape}"
         )
-    if not np.issubdtype(probs.dtype, np.floating):
-        probs = probs.astype(np.float32)
     batched = probs.ndim == 3
     if not batched:
         probs = probs[None]
@@ -113,6 +106,9 @@ def as_batch(
         )
     if steps == 0:
         raise ValueError("probs have 0 time steps")
+    # floats in [0, 1], finite, a bounded number of steps (frames past a sequence's length
+    # are padding, so a frame's sum is not checked here)
+    probs = check_probabilities(probs, check_sums=False)
     if lengths is None:
         lengths = np.full(batch, steps, dtype=np.int64)
     else:

@@ -23,14 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .alphabet import Alphabet, as_batch, log_probs
-from .constants import (
-    DEFAULT_BEAM_WIDTH,
-    DEFAULT_LM_WEIGHT,
-    DEFAULT_PRUNE_THRESHOLD,
-    DEFAULT_TOP_K,
-)
+from .alphabet import Alphabet, as_batch
+from .constants import DEFAULT_BEAM_WIDTH, DEFAULT_NBEST, DEFAULT_PRUNE_THRESHOLD, DEFAULT_TOP_K
 from .ctc import forward_log_probs
+from .options import BeamOptions, LMSource
 from .result import Decoded, build_results
 
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -81,13 +77,13 @@ def beam_search_decode(
     beam_width: int = DEFAULT_BEAM_WIDTH,
     lengths: np.ndarray | Sequence[int] | None = None,
     *,
-    nbest: int = 1,
-    lm: object | None = None,
-    lm_weight: float = DEFAULT_LM_WEIGHT,
+    nbest: int = DEFAULT_NBEST,
+    lm: LMSource | None = None,
+    lm_weight: float | None = None,
     prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
     top_k: int = DEFAULT_TOP_K,
 ) -> Decoded | list[Decoded]:
-    """Decode CTC output with prefix beam search.
+    """Decode CTC output with prefix beam search (`BeamOptions` through `build_decoder`).
 
     Args:
         probs: per-frame softmax, (T, C) or (B, T, C), C == len(charset) + 1.
@@ -96,8 +92,10 @@ def beam_search_decode(
         beam_width: prefixes kept per sequence.
         lengths: optional (B,) number of valid frames per sequence.
         nbest: hypotheses returned in `Decoded.nbest` (1: none, just the best).
-        lm: optional character language model (`CharLM` or a path to its JSON).
-        lm_weight: weight of the LM's log probability in the beam score.
+        lm: optional character language model: a `CharLM`, an htr-lm file, or a
+            bundled LM's name ("words", "lines").
+        lm_weight: weight of the LM's log probability in the beam score (None: the
+            weight stored in the LM file, else `DEFAULT_LM_WEIGHT`).
         prune_threshold: characters below this probability in a frame cannot
             extend a prefix in that frame.
         top_k: only the `top_k` most probable characters of a frame can extend a
@@ -107,31 +105,14 @@ def beam_search_decode(
         One `Decoded` for (T, C) input, a list for (B, T, C). `log_prob` is the
         exact CTC log probability of the returned text (forward algorithm).
     """
+    from .factory import build_decoder
+
+    options = BeamOptions(beam_width=beam_width, nbest=nbest, lm=lm, lm_weight=lm_weight,
+                          prune_threshold=prune_threshold, top_k=top_k)
     alphabet = Alphabet.from_charset(charset, blank)
-    probs, lengths, batched = as_batch(probs, alphabet, lengths)
-    check_search_options(beam_width, nbest, prune_threshold, top_k)
-    scorer = None
-    if lm is not None:
-        from .lm import CharLM, CharLMScorer
-
-        model = lm if isinstance(lm, CharLM) else CharLM.load(lm)
-        scorer = CharLMScorer(model, alphabet, weight=lm_weight)
-    logp = log_probs(probs, lengths, alphabet.blank)
-    search = prefix_beam_search(logp, alphabet.blank, beam_width, top_k, prune_threshold, scorer)
-    results = finish_hypotheses(probs, lengths, alphabet, logp, search.labels, search.score, nbest)
+    batch, valid, batched = as_batch(probs, alphabet, lengths)
+    results = build_decoder(options, alphabet, blank)(batch, valid)
     return results if batched else results[0]
-
-
-def check_search_options(beam_width: int, nbest: int, prune_threshold: float, top_k: int) -> None:
-    """Raise ValueError for beam search options out of range."""
-    if int(beam_width) != beam_width or beam_width < 1:
-        raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
-    if int(nbest) != nbest or not 1 <= nbest <= beam_width:
-        raise ValueError(f"nbest must lie in [1, beam_width={beam_width}], got {nbest!r}")
-    if int(top_k) != top_k or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    if not 0.0 <= prune_threshold < 1.0:
-        raise ValueError(f"prune_threshold must lie in [0, 1), got {prune_threshold!r}")
 
 
 def prefix_beam_search(
@@ -348,3 +329,45 @@ def _with_nbest(best: Decoded, alternatives: tuple[Decoded, ...]) -> Decoded:
         log_prob=best.log_prob,
         nbest=alternatives,
     )
+
+
+class CombinedScorer:
+    """Several beam scorers at once: scores add, states concatenate."""
+
+    def __init__(self, scorers: Sequence[BeamScorer]):
+        self.scorers = tuple(scorers)
+        # How many arrays each scorer's state has (fixed per scorer), found once here so
+        # that decoding never writes to the decoder (it may run in several threads).
+        self.sizes = tuple(len(s.start(1, 1)) for s in self.scorers)
+
+    def start(self, batch: int, width: int) -> State:
+        """Concatenated start states."""
+        return tuple(a for s in self.scorers for a in s.start(batch, width))
+
+    def _split(self, state: State) -> list[State]:
+        out: list[State] = []
+        at = 0
+        for size in self.sizes:
+            out.append(tuple(state[at : at + size]))
+            at += size
+        return out
+
+    def score(self, state: State, chars: np.ndarray) -> np.ndarray:
+        """Sum of the scorers' scores."""
+        parts = [scorer.score(part, chars) for scorer, part in zip(self.scorers, self._split(state))]
+        total: np.ndarray = parts[0]
+        for more in parts[1:]:
+            total = total + more
+        return total
+
+    def advance(self, state: State, chars: np.ndarray) -> State:
+        """Concatenated advanced states."""
+        return tuple(a for s, p in zip(self.scorers, self._split(state)) for a in s.advance(p, chars))
+
+    def finish(self, state: State) -> np.ndarray:
+        """Sum of the scorers' finishing scores."""
+        parts = [s.finish(p) for s, p in zip(self.scorers, self._split(state))]
+        total: np.ndarray = parts[0]
+        for more in parts[1:]:
+            total = total + more
+        return total

@@ -53,6 +53,3 @@ DEFAULT_WORDLIST_LANGUAGE = "en"
 DEFAULT_WORDLIST_SIZE = 50_000
 #: Sub-folder of the user cache directory where built word lists are kept.
 CACHE_SUBDIR = "htr"
-
-#: Names accepted by `make_decoder`.
-DECODER_NAMES = ("greedy", "beam", "lexicon")

@@ -35,7 +35,7 @@ def ctc_log_probability(
     """
     alphabet = Alphabet.from_charset(charset, blank)
     probs, lengths, batched = as_batch(probs, alphabet, lengths)
-    texts = list(text) if batched else [text]
+    texts = [text] if isinstance(text, str) else list(text)
     if len(texts) != probs.shape[0]:
         raise ValueError(f"got {len(texts)} texts for a batch of {probs.shape[0]} sequences")
     labels = [alphabet.encode(t) for t in texts]

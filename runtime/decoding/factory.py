@@ -1,104 +1,171 @@
-"""`make_decoder`: one decoder by name, with its options checked and its lexicon and
-language models loaded once (what the CLI uses)."""
+"""`build_decoder`: the one builder of decoders, from an options dataclass.
+
+Every entry point makes its decoders here: htr-run and htr-eval, htr-serve, the
+benchmarks, `greedy_decode`, `beam_search_decode` and `make_decoder` (the name +
+keywords form). Lexicons and language models are loaded once, when the decoder is
+built; the decoder itself keeps no state between calls.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from .alphabet import Alphabet, as_batch, log_probs
-from .beam import check_search_options, finish_hypotheses, prefix_beam_search
-from .constants import (
-    DECODER_NAMES,
-    DEFAULT_BEAM_WIDTH,
-    DEFAULT_LEXICON_MODE,
-    DEFAULT_PRUNE_THRESHOLD,
-    DEFAULT_TOP_K,
-    DEFAULT_WORD_LM_WEIGHT,
-)
+from .beam import BeamScorer, finish_hypotheses, prefix_beam_search
 from .greedy import greedy_decode_batch
-from .result import Decoded
-
-Decoder = Callable[[np.ndarray, "np.ndarray | None"], list[Decoded]]
-
-_OPTIONS = {
-    "greedy": {"spell", "chars"},
-    "beam": {"beam_width", "nbest", "lm", "lm_weight", "prune_threshold", "top_k", "spell", "chars"},
-    "lexicon": {
-        "beam_width", "nbest", "lm", "lm_weight", "prune_threshold", "top_k",
-        "lexicon", "mode", "bigram", "word_weight", "chars",
-    },
-}
+from .options import (
+    BeamOptions,
+    DecoderOptions,
+    GreedyOptions,
+    LexiconOptions,
+    LMSource,
+    SpellSource,
+    decoder_options,
+)
+from .result import Decoded, Decoder
 
 #: Named character sets for the ``chars`` option: the characters of each that the
 #: model has (so ``digits`` works with a word model that has no space).
 CHAR_SETS = {"digits": "0123456789 /.,:-"}
 
 
-def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options) -> Decoder:
-    """A decoder `f(probs, lengths=None) -> list[Decoded]` for (B, T, C) input.
+def build_decoder(options: DecoderOptions, charset: str | Sequence[str] | Alphabet, blank: int) -> Decoder:
+    """The decoder `options` describe, for a model with `charset` and `blank`.
 
-    Names and options:
-
-    - ``greedy``: ``spell`` (a lexicon for the spelling post-pass, see below).
-    - ``beam``: ``beam_width``, ``nbest``, ``lm`` (character LM path or `CharLM`),
-      ``lm_weight``, ``prune_threshold``, ``top_k``, ``spell``.
-    - ``lexicon``: the beam options (without ``spell``) plus ``lexicon`` (file,
-      word list, `Lexicon`; None: the default English list from `wordfreq`),
-      ``mode`` ("words" or "lines"), ``bigram`` (text file for word bigrams,
-      lines mode) and ``word_weight``.
-
-    ``spell`` may be a lexicon (file, words, `Lexicon`) or True for the default
-    English list. Every decoder also takes ``chars``: only these characters may be
-    read (a string of them, or a name in `CHAR_SETS`), e.g. a column of dates. Options
-    set to None take their defaults. Unknown names or options raise ValueError.
+    The decoder maps (B, T, C) probabilities (and optional (B,) valid lengths) to one
+    `Decoded` per row. Lexicon, language model and spelling files are read here, so a
+    bad file is a ValueError (naming it) now rather than at the first batch.
     """
-    if name not in DECODER_NAMES:
-        raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(DECODER_NAMES)}")
-    options = {k: v for k, v in options.items() if v is not None}
-    unknown = set(options) - _OPTIONS[name]
-    if unknown:
-        raise ValueError(
-            f"decoder {name!r} has no option(s) {', '.join(sorted(unknown))}; "
-            f"it takes {', '.join(sorted(_OPTIONS[name]))}"
-        )
     alphabet = Alphabet.from_charset(charset, blank)
-    chars = options.pop("chars", None)
-    if chars is not None:
-        keep = allowed_classes(alphabet, chars)
-        return restrict_to(make_decoder(name, alphabet.chars, alphabet.blank, **options), keep)
-    if name == "lexicon":
-        from .lexicon import LexiconDecoder
+    decoder: Decoder
+    if isinstance(options, LexiconOptions):
+        from .lexicon_decoder import LexiconDecoder
 
-        lexicon = options.pop("lexicon", None)
+        lexicon = options.lexicon
         if lexicon is None:
             from .wordlist import default_lexicon
 
             lexicon = default_lexicon()
-        return LexiconDecoder(
-            alphabet.chars,
-            alphabet.blank,
-            lexicon,
-            beam_width=options.get("beam_width", DEFAULT_BEAM_WIDTH),
-            mode=options.get("mode", DEFAULT_LEXICON_MODE),
-            nbest=options.get("nbest", 1),
-            bigram_text=options.get("bigram"),
-            word_weight=options.get("word_weight", DEFAULT_WORD_LM_WEIGHT),
-            lm=options.get("lm"),
-            lm_weight=options.get("lm_weight"),
-            prune_threshold=options.get("prune_threshold", DEFAULT_PRUNE_THRESHOLD),
-            top_k=options.get("top_k", DEFAULT_TOP_K),
-        )
-    spell = _spell_pass(options.pop("spell", None))
-    if name == "greedy":
-        def decode(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
-            checked, lengths, _ = as_batch(probs, alphabet, lengths)
-            return spell(greedy_decode_batch(checked, lengths, alphabet))
+        from .lexicon import Lexicon
 
-        return decode
-    return _beam_decoder(alphabet, spell, **options)
+        decoder = LexiconDecoder(alphabet, options, Lexicon.coerce(lexicon),
+                                 _lm_scorer(options.lm, options.lm_weight, alphabet))
+    elif isinstance(options, BeamOptions):
+        decoder = BeamDecoder(alphabet, options, _lm_scorer(options.lm, options.lm_weight, alphabet))
+        decoder = _with_spelling(decoder, options.spell)
+    elif isinstance(options, GreedyOptions):
+        decoder = _with_spelling(GreedyDecoder(alphabet), options.spell)
+    else:
+        raise TypeError(f"not decoder options: {type(options).__name__}")
+    if options.chars is not None:
+        decoder = RestrictedDecoder(decoder, allowed_classes(alphabet, options.chars))
+    return decoder
+
+
+def make_decoder(name: str, charset: str | Sequence[str], blank: int, **options: Any) -> Decoder:
+    """A decoder by name ("greedy", "beam", "lexicon") with its options as keywords.
+
+    The keywords are the fields of `GreedyOptions`, `BeamOptions` and `LexiconOptions`;
+    None means the default. Unknown names or options raise ValueError."""
+    return build_decoder(decoder_options(name, **options), charset, blank)
+
+
+class GreedyDecoder:
+    """Best path decoding (see `greedy_decode`)."""
+
+    def __init__(self, alphabet: Alphabet):
+        self.alphabet = alphabet
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        checked, valid, _ = as_batch(probs, self.alphabet, lengths)
+        return greedy_decode_batch(checked, valid, self.alphabet)
+
+
+class BeamDecoder:
+    """Prefix beam search (see `beam_search_decode`), with an optional scorer."""
+
+    def __init__(self, alphabet: Alphabet, options: BeamOptions, scorer: BeamScorer | None = None):
+        self.alphabet = alphabet
+        self.options = options
+        self.scorer = scorer
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        checked, valid, _ = as_batch(probs, self.alphabet, lengths)
+        opts = self.options
+        logp = log_probs(checked, valid, self.alphabet.blank)
+        search = prefix_beam_search(logp, self.alphabet.blank, opts.beam_width, opts.top_k, opts.prune_threshold,
+                                    self.scorer)
+        return finish_hypotheses(checked, valid, self.alphabet, logp, search.labels, search.score, opts.nbest)
+
+
+class RestrictedDecoder:
+    """`decoder` reading only the classes in the boolean mask `keep`: the others'
+    probability is set to 0 and every frame renormalised before decoding."""
+
+    def __init__(self, decoder: Decoder, keep: np.ndarray):
+        self.decoder = decoder
+        self.keep = keep
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        probs = np.asarray(probs)
+        if probs.ndim not in (2, 3) or probs.shape[-1] != self.keep.size:
+            return self.decoder(probs, lengths)  # let the decoder name the mismatch
+        kept = np.where(self.keep, probs.astype(np.float32, copy=False), np.float32(0.0))
+        kept /= np.maximum(kept.sum(axis=-1, keepdims=True), np.float32(1e-30))
+        return self.decoder(kept, lengths)
+
+
+class SpellingDecoder:
+    """`decoder` followed by spelling correction of every word against a lexicon.
+
+    Corrected text keeps the decoder's scores; per-character fields survive only
+    where the length did not change."""
+
+    def __init__(self, decoder: Decoder, source: SpellSource):
+        from .lexicon import Lexicon
+        from .spell import SpellIndex
+
+        if source is True:
+            from .wordlist import default_lexicon
+
+            source = default_lexicon()
+        assert source is not None and source is not False  # _with_spelling's contract
+        self.decoder = decoder
+        self.index = SpellIndex(Lexicon.coerce(source))
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
+        from .spell import spell_correct
+
+        out = []
+        for r in self.decoder(probs, lengths):
+            text = spell_correct(r.text, self.index)
+            if text == r.text:
+                out.append(r)
+            elif len(text) == len(r.text):
+                out.append(replace(r, text=text, nbest=()))
+            else:
+                out.append(replace(r, text=text, char_confidences=(), time_steps=(), nbest=()))
+        return out
+
+
+def _with_spelling(decoder: Decoder, source: SpellSource) -> Decoder:
+    if source is None or source is False:
+        return decoder
+    return SpellingDecoder(decoder, source)
+
+
+def _lm_scorer(lm: LMSource | None, weight: float | None, alphabet: Alphabet) -> BeamScorer | None:
+    """The character LM scorer (bundled names resolved; the file's weight unless `weight`)."""
+    if lm is None:
+        return None
+    from .lm import CharLMScorer, load_lm
+
+    model = load_lm(lm)
+    return CharLMScorer(model, alphabet, weight=model.weight_or(weight))
 
 
 def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
@@ -108,8 +175,7 @@ def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
     such as ``0-9`` or ``a-z`` (a ``-`` first or last is itself), or a name in
     `CHAR_SETS` (whose characters the model lacks are left out)."""
     if not isinstance(chars, str) or not chars:
-        raise ValueError("chars must be a non-empty string of characters or a set name "
-                         f"({', '.join(CHAR_SETS)})")
+        raise ValueError(f"chars must be a non-empty string of characters or a set name ({', '.join(CHAR_SETS)})")
     have = set(alphabet.chars)
     if chars in CHAR_SETS:
         wanted = [c for c in CHAR_SETS[chars] if c in have]
@@ -131,7 +197,8 @@ def allowed_classes(alphabet: Alphabet, chars: str) -> np.ndarray:
 
 def _expand_ranges(chars: str) -> str:
     """'0-9/' -> '0123456789/': a '-' between two characters spans them (as in `tr`)."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(chars):
         if i + 2 < len(chars) and chars[i + 1] == "-":
             lo, hi = chars[i], chars[i + 2]
@@ -143,75 +210,3 @@ def _expand_ranges(chars: str) -> str:
             out.append(chars[i])
             i += 1
     return "".join(out)
-
-
-def restrict_to(decode: Decoder, keep: np.ndarray) -> Decoder:
-    """`decode` reading only the classes in the boolean mask `keep`: the others'
-    probability is set to 0 and every frame renormalised before decoding."""
-    def restricted(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
-        probs = np.asarray(probs)
-        if probs.ndim not in (2, 3) or probs.shape[-1] != keep.size:
-            return decode(probs, lengths)  # let the decoder name the mismatch
-        kept = np.where(keep, probs.astype(np.float32, copy=False), np.float32(0.0))
-        kept /= np.maximum(kept.sum(axis=-1, keepdims=True), np.float32(1e-30))
-        return decode(kept, lengths)
-
-    return restricted
-
-
-def _beam_decoder(
-    alphabet: Alphabet,
-    spell: Callable[[list[Decoded]], list[Decoded]],
-    beam_width: int = DEFAULT_BEAM_WIDTH,
-    nbest: int = 1,
-    lm: "os.PathLike | str | object | None" = None,
-    lm_weight: float | None = None,
-    prune_threshold: float = DEFAULT_PRUNE_THRESHOLD,
-    top_k: int = DEFAULT_TOP_K,
-) -> Decoder:
-    check_search_options(beam_width, nbest, prune_threshold, top_k)
-    scorer = None
-    if lm is not None:
-        from .lm import CharLMScorer, load_lm
-
-        model = load_lm(lm)
-        scorer = CharLMScorer(model, alphabet, weight=model.weight_or(lm_weight))
-
-    def decode(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decoded]:
-        checked, lengths, _ = as_batch(probs, alphabet, lengths)
-        logp = log_probs(checked, lengths, alphabet.blank)
-        search = prefix_beam_search(logp, alphabet.blank, beam_width, top_k, prune_threshold, scorer)
-        return spell(finish_hypotheses(checked, lengths, alphabet, logp, search.labels, search.score, nbest))
-
-    return decode
-
-
-def _spell_pass(source) -> Callable[[list[Decoded]], list[Decoded]]:
-    if source is None or source is False:
-        return lambda results: results
-    from dataclasses import replace
-
-    from .lexicon import Lexicon
-    from .spell import spell_correct, spell_index
-
-    if source is True:
-        from .wordlist import default_lexicon
-
-        source = default_lexicon()
-    index = spell_index(Lexicon.coerce(source))
-
-    def correct(results: list[Decoded]) -> list[Decoded]:
-        # Corrected text keeps the decoder's scores; per-character fields only
-        # survive where the length did not change.
-        out = []
-        for r in results:
-            text = spell_correct(r.text, index)
-            if text == r.text:
-                out.append(r)
-            elif len(text) == len(r.text):
-                out.append(replace(r, text=text, nbest=()))
-            else:
-                out.append(replace(r, text=text, char_confidences=(), time_steps=(), nbest=()))
-        return out
-
-    return correct

@@ -19,8 +19,9 @@ def greedy_decode(
 ) -> Decoded | list[Decoded]:
     """Decode CTC output by taking the most probable class in every frame.
 
-    Repeated classes are merged and blanks dropped ("aa-ab" -> "ab"), so a doubled
-    letter survives only with a blank between its two halves.
+    Repeated classes are merged and blanks dropped (with ``-`` the blank, the best
+    path "aa-ab" reads "aab"), so a doubled letter survives only with a blank between
+    its two halves. The same decoder as ``build_decoder(GreedyOptions(), ...)``.
 
     Args:
         probs: per-frame softmax, (T, C) for one sequence or (B, T, C) for a batch,

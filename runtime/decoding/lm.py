@@ -56,10 +56,10 @@ class CharLM:
         self.weight = None if weight is None else float(weight)
         #: how the model was made (free text, e.g. the commands), or None
         self.source = source
-        self._tables: dict[tuple, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._tables: dict[tuple[tuple[str, ...], int], tuple[np.ndarray, np.ndarray, int]] = {}
 
     @classmethod
-    def train(cls, lines: Iterable[str], order: int = DEFAULT_LM_ORDER, min_count: int = 1) -> "CharLM":
+    def train(cls, lines: Iterable[str], order: int = DEFAULT_LM_ORDER, min_count: int = 1) -> CharLM:
         """Count n-grams of every order up to `order` over lines of text.
 
         min_count: drop contexts (one character or longer) seen fewer times than this.
@@ -71,7 +71,7 @@ class CharLM:
             raise ValueError(f"min_count must be at least 1, got {min_count}")
         if order < 1:
             raise ValueError(f"LM order must be at least 1, got {order}")
-        counts: dict[str, Counter] = defaultdict(Counter)
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
         for line in lines:
             line = line.rstrip("\r\n").replace(LM_LINE_START, "")
             if not line.strip():
@@ -88,7 +88,7 @@ class CharLM:
         return cls(order, {h: dict(c) for h, c in counts.items() if not h or sum(c.values()) >= min_count})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CharLM":
+    def load(cls, path: str | os.PathLike[str]) -> CharLM:
         """Read a model written by `save`, gzipped or not (ValueError naming the file if
         it is not one)."""
         path = Path(path)
@@ -113,10 +113,10 @@ class CharLM:
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"{path}: broken language model file ({type(err).__name__}: {err})") from None
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model as JSON (n-gram counts; probabilities are derived on load);
         gzipped when the name ends in .gz."""
-        data: dict = {"format": _FORMAT, "version": _VERSION, "order": self.order}
+        data: dict[str, object] = {"format": _FORMAT, "version": _VERSION, "order": self.order}
         if self.weight is not None:
             data["weight"] = self.weight
         if self.source:
@@ -209,7 +209,7 @@ class CharLM:
         return logp, next_state, start
 
 
-def load_lm(lm: "CharLM | str | os.PathLike") -> CharLM:
+def load_lm(lm: CharLM | str | os.PathLike[str]) -> CharLM:
     """A `CharLM` itself, or one read from a file or named by a bundled LM's name
     ("words", "lines"; see `htr.runtime.models.resolve_lm`)."""
     if isinstance(lm, CharLM):
@@ -237,14 +237,15 @@ class CharLMScorer:
         """Every beam starts at the start-of-line context."""
         return (np.full((batch, width), self.start_state, dtype=np.int32),)
 
-    def score(self, state, chars):
+    def score(self, state: tuple[np.ndarray, ...], chars: np.ndarray) -> np.ndarray:
         """Weighted LM score of each extension."""
-        return self.weighted[state[0][:, :, None], chars[:, None, :]]
+        scores: np.ndarray = self.weighted[state[0][:, :, None], chars[:, None, :]]
+        return scores
 
-    def advance(self, state, chars):
+    def advance(self, state: tuple[np.ndarray, ...], chars: np.ndarray) -> tuple[np.ndarray, ...]:
         """The context state each extension reaches."""
         return (self.next_state[state[0], chars],)
 
-    def finish(self, state):
+    def finish(self, state: tuple[np.ndarray, ...]) -> np.ndarray:
         """No end-of-line term."""
         return np.zeros(state[0].shape, dtype=np.float32)

@@ -8,9 +8,10 @@ from typing import Optional
 
 import typer
 
+from ..cli_options import new_app, version_option
 from .constants import DEFAULT_LM_ORDER
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = new_app(help=__doc__, no_args_is_help=True)
 
 
 @app.command()
@@ -23,6 +24,7 @@ def main(
         None, "--weight", min=0.0,
         help="Weight decoders use with this LM unless --lm-weight says otherwise (choose it on held-out data).",
     ),
+    version: bool = version_option(),
 ) -> None:
     """Train a character n-gram model (Witten-Bell smoothing) from TEXT files."""
     from .lm import CharLM

@@ -1,9 +1,9 @@
-"""The result of decoding one sequence."""
+"""What decoding yields: `Decoded`, one per sequence, and the `Decoder` protocol."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,13 +36,21 @@ class Decoded:
     char_confidences: tuple[float, ...]
     time_steps: tuple[int, ...]
     log_prob: float
-    nbest: tuple["Decoded", ...] = ()
+    nbest: tuple[Decoded, ...] = ()
+
+
+class Decoder(Protocol):
+    """A CTC decoder: (B, T, C) probabilities and optional (B,) valid frame counts ->
+    one `Decoded` per row, in order. Made by `build_decoder`; it may raise for a bad
+    batch (the pipeline then reports that batch's images as failed)."""
+
+    def __call__(self, probs: np.ndarray, lengths: np.ndarray | None = None, /) -> list[Decoded]: ...
 
 
 def build_results(
     probs: np.ndarray,
     lengths: np.ndarray,
-    alphabet: "Alphabet",
+    alphabet: Alphabet,
     batch_index: np.ndarray,
     owner: np.ndarray,
     labels: np.ndarray,
@@ -67,7 +75,7 @@ def build_results(
     ends = np.cumsum(per_owner)
     starts = ends - per_owner
     confidences = _char_confidences(probs, lengths, batch_index, owner, labels, steps)
-    codepoints = alphabet._codepoints()
+    codepoints = alphabet.codepoints
     if codepoints is not None:
         all_text = codepoints[labels].tobytes().decode("utf-32-le")
         texts = [all_text[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
@@ -90,7 +98,10 @@ def build_results(
     return results
 
 
-def _char_confidences(probs, lengths, batch_index, owner, labels, steps) -> np.ndarray:
+def _char_confidences(
+    probs: np.ndarray, lengths: np.ndarray, batch_index: np.ndarray, owner: np.ndarray,
+    labels: np.ndarray, steps: np.ndarray,
+) -> np.ndarray:
     # A character's confidence is its highest probability between the frame where it
     # was emitted and the frame where the next character was (or the sequence ends):
     # CTC often emits a character a frame before its probability peaks.

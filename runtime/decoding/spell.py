@@ -55,7 +55,7 @@ class SpellIndex:
 
 def spell_correct(
     text: str,
-    lexicon: "Lexicon | SpellIndex | str | os.PathLike | Iterable[str] | Mapping[str, float]",
+    lexicon: Lexicon | SpellIndex | str | os.PathLike[str] | Iterable[str] | Mapping[str, float],
     max_distance: int = SPELL_MAX_DISTANCE,
 ) -> str:
     """Correct every word of `text` against `lexicon` (see the module docstring).
@@ -64,16 +64,8 @@ def spell_correct(
     a word-list file, a word -> frequency mapping or an iterable of words. Text
     between words (spaces, digits, punctuation) is kept as it is.
     """
-    index = lexicon if isinstance(lexicon, SpellIndex) else spell_index(Lexicon.coerce(lexicon))
+    index = lexicon if isinstance(lexicon, SpellIndex) else SpellIndex(Lexicon.coerce(lexicon))
     return _WORD_RE.sub(lambda m: index.correct_word(m.group(0), max_distance), text)
-
-
-def spell_index(lexicon: Lexicon) -> SpellIndex:
-    """The (cached) spelling index of a lexicon."""
-    cached = lexicon._cache.get("spell")
-    if cached is None:
-        cached = lexicon._cache["spell"] = SpellIndex(lexicon)
-    return cached
 
 
 def _deletes(word: str) -> set[str]:

@@ -8,19 +8,23 @@ and nothing here may assume the user's box can reach the internet.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..constants import DEFAULT_BEAM_WIDTH
+from .limits import DEFAULT_BODY_TIMEOUT, image_size
 from .service import DECODERS, RecognitionService, RequestError
-from .uploads import FormError, parse_multipart
+from .uploads import FormError, TooManyParts, parse_multipart
 
 PAGE_FILE = "page.html"
 #: The page talks only to this server: no CDN, no other origin, images shown from blob: URLs.
@@ -61,7 +65,8 @@ _RECOGNIZE_BODY = {
     },
     "responses": {
         "400": {"description": "Not a multipart form, no files, or a bad option"},
-        "413": {"description": "Request body or file count over the server's limits"},
+        "408": {"description": "The request body did not arrive within the server's body timeout"},
+        "413": {"description": "Request body, file count or pixels over the server's limits"},
     },
 }
 
@@ -73,8 +78,8 @@ class BodyLimit:
     have no length), so an oversize body is never read into memory whole.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = DEFAULT_BODY_TIMEOUT):
+        self.app, self.max_bytes, self.body_timeout = app, max_bytes, body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,10 +95,15 @@ class BodyLimit:
                     return
         seen = 0
         started = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def counted_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                raise _BodyTimeout(seen) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
@@ -110,6 +120,18 @@ class BodyLimit:
         except _BodyTooLarge as err:
             if not started:
                 await _send_json(send, 413, _too_large(err.size, self.max_bytes, at_least=True))
+        except _BodyTimeout as err:
+            if not started:
+                message = (
+                    f"request body not received within {self.body_timeout:g} s ({err.size:,} bytes arrived); "
+                    "closing the connection (--body-timeout)"
+                )
+                await _send_json(send, 408, {"error": message}, close=True)
+
+
+class _BodyTimeout(Exception):
+    def __init__(self, size: int):
+        self.size = size
 
 
 class _BodyTooLarge(Exception):
@@ -122,14 +144,37 @@ def _too_large(size: int, limit: int, at_least: bool = False) -> dict[str, str]:
     return {"error": f"request body is {more}{size:,} bytes; this server accepts at most {limit:,} (--max-bytes)"}
 
 
-async def _send_json(send: Send, status: int, payload: dict) -> None:
-    response = JSONResponse(payload, status_code=status)
+async def _send_json(send: Send, status: int, payload: dict, close: bool = False) -> None:
+    response = JSONResponse(payload, status_code=status, headers={"Connection": "close"} if close else None)
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
-def create_app(service: RecognitionService) -> FastAPI:
-    """The ASGI application serving `service` (one engine, shared by all requests)."""
+#: Training facts `/v1/model` may show: numbers, versions, names; never a path, a command
+#: line or a data set location of the machine that trained or exported the model.
+PUBLIC_SOURCE_KEYS = (
+    "architecture", "epochs", "best_epoch", "val_cer", "val_loss", "train_samples", "val_samples",
+    "batch_size", "keras", "backend", "mixed_precision", "train_images_per_s", "digit_fraction",
+    "sha256", "format", "keras_version", "output_layer", "exported_with",
+)
+
+
+def public_model_info(info: dict[str, Any]) -> dict[str, Any]:
+    """`model_info()` with htr.source cut down to PUBLIC_SOURCE_KEYS (no training paths)."""
+    metadata = dict(info.get("metadata", {}))
+    source = metadata.get("htr.source")
+    if isinstance(source, dict):
+        metadata["htr.source"] = {k: source[k] for k in PUBLIC_SOURCE_KEYS if k in source}
+    return {**info, "metadata": metadata}
+
+
+def create_app(service: RecognitionService, allowed_hosts: Sequence[str] | None = None) -> FastAPI:
+    """The ASGI application serving `service` (one engine, shared by all requests).
+
+    allowed_hosts: if given, requests whose Host header is none of these get 400
+    (starlette's TrustedHostMiddleware; "*.example.org" patterns allowed), which
+    defeats DNS rebinding against a server on a private address.
+    """
     app = FastAPI(
         title="htr-serve",
         summary="Handwritten text recognition over an ONNX model",
@@ -150,7 +195,7 @@ def create_app(service: RecognitionService) -> FastAPI:
 
     @app.get("/v1/model", summary="The model's htr metadata, providers, decoders and limits")
     async def model() -> dict[str, Any]:
-        return service.model_info()
+        return public_model_info(service.model_info())
 
     @app.post(
         "/v1/recognize",
@@ -163,18 +208,34 @@ def create_app(service: RecognitionService) -> FastAPI:
         ),
         openapi_extra=_RECOGNIZE_BODY,
     )
-    async def recognize(request: Request) -> JSONResponse:
+    async def recognize(request: Request) -> Response:
         begun = time.perf_counter()
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client went away mid-upload: nothing to answer, nothing to log
+            return Response(status_code=400)
+        too_many = f"this server accepts at most {limits.max_files} files per request (--max-files)"
         try:
             form = parse_multipart(request.headers.get("content-type", ""), body, max_parts=limits.max_files + 16)
+        except TooManyParts as err:
+            return _error(413, f"{err}; {too_many}")
         except FormError as err:
             return _error(400, str(err))
         uploads = form.files.get("files", [])
         if not uploads:
             return _error(400, "no files: send one or more images as multipart 'files' fields")
         if len(uploads) > limits.max_files:
-            return _error(413, f"{len(uploads)} files in one request; this server accepts at most {limits.max_files} (--max-files)")
+            return _error(413, f"{len(uploads)} files in one request; {too_many}")
+        # Images over the per-image limits get their own error and are never decoded;
+        # the others are decoded, so together they must fit the per-request budget.
+        sizes = [s for s in (image_size(u.data) for u in uploads) if s is not None and limits.check_size(*s) is None]
+        pixels = sum(w * h for w, h in sizes)
+        if pixels > limits.max_request_pixels:
+            return _error(
+                413,
+                f"the images of this request have {pixels:,} pixels together; this server accepts at most "
+                f"{limits.max_request_pixels:,} per request (--max-request-pixels)",
+            )
         options = {**request.query_params, **form.fields}
         try:
             decoder = options.get("decoder", "greedy") or "greedy"
@@ -197,7 +258,9 @@ def create_app(service: RecognitionService) -> FastAPI:
             }
         )
 
-    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes, body_timeout=limits.body_timeout)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 

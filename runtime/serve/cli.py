@@ -9,42 +9,54 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from ..cli_options import BatchOpt, ModelOpt, Provider, ProviderOpt, ThreadsOpt, fail, new_app, version_option
 from ..constants import DEFAULT_BATCH_SIZE
-from .limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_FILES, DEFAULT_MAX_PIXELS
+from .limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_FILES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_REQUEST_PIXELS,
+)
+
+app = new_app()
 
 
-class Provider(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
-
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+class LogLevel(str, Enum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
 
 
 def _fail(message: str) -> typer.Exit:
-    sys.stderr.write(f"htr-serve: error: {message}\n")
-    return typer.Exit(2)
+    return fail("htr-serve", message)
 
 
 @app.command(help="Serve a model: an upload page at / and a JSON API at /v1/recognize (OpenAPI at /openapi.json).")
 def serve(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model: a bundled name (word, line) or an .onnx file from htr-export."),
-    provider: Provider = typer.Option(Provider.cpu, "--provider", "-p", help="Execution provider; cuda/tensorrt fail loudly if not active."),
+    model: ModelOpt = None,
+    provider: ProviderOpt = Provider.cpu,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes the server to the network)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
     max_bytes: int = typer.Option(DEFAULT_MAX_BYTES, "--max-bytes", min=1, help="Largest request body in bytes (413 above)."),
     max_files: int = typer.Option(DEFAULT_MAX_FILES, "--max-files", min=1, help="Most images in one request."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Largest image, width x height."),
+    max_request_pixels: int = typer.Option(DEFAULT_MAX_REQUEST_PIXELS, "--max-request-pixels", min=1, help="Pixels of all images of one request together (413 above)."),
+    body_timeout: float = typer.Option(DEFAULT_BODY_TIMEOUT, "--body-timeout", min=0.001, help="Seconds a request body may take to arrive (408 and the connection closed after)."),
+    allowed_host: Optional[List[str]] = typer.Option(None, "--allowed-host", help="Accept only requests whose Host header is this (repeatable; '*.example.org' patterns). Default: any."),
     max_concurrent: int = typer.Option(DEFAULT_MAX_CONCURRENT, "--max-concurrent", min=1, help="Requests running inference at once; others queue."),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", "-b", min=1, help="Images per inference call."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime intra-op threads (default: all cores)."),
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    threads: ThreadsOpt = None,
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help="Lexicon for decoder=lexicon (default: the English word list)."),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (critical, error, warning, info, debug)."),
+    log_level: LogLevel = typer.Option(LogLevel.info, "--log-level", help="uvicorn log level."),
+    version: bool = version_option(),
 ) -> None:
     try:
         import uvicorn
@@ -59,13 +71,16 @@ def serve(
     from .service import RecognitionService
 
     try:
-        limits = ServeLimits(max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent)
+        limits = ServeLimits(
+            max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent,
+            max_request_pixels=max_request_pixels, body_timeout=body_timeout,
+        )
         engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
     except (HtrError, ValueError) as err:
         raise _fail(str(err))
     service = RecognitionService(engine, limits, batch_size=batch_size, lexicon=lexicon)
     sys.stderr.write(f"htr-serve: {engine.path.name} on {engine.providers[0]}; open http://{host}:{port}/\n")
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(service, allowed_hosts=allowed_host), host=host, port=port, log_level=log_level.value)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from ..constants import MAX_IMAGE_SIDE
@@ -13,6 +12,10 @@ DEFAULT_MAX_FILES = 32
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Inference calls running at once; further requests wait their turn (a queue).
 DEFAULT_MAX_CONCURRENT = 2
+#: Pixels of all images of one request together (read from their headers).
+DEFAULT_MAX_REQUEST_PIXELS = 100_000_000
+#: Seconds a client has to send the whole request body; a stalled upload is closed with 408.
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,10 @@ class ServeLimits:
         read from the image header where possible so they are never decoded.
     max_side: largest width or height in pixels.
     max_concurrent: inference calls running at once; other requests queue.
+    max_request_pixels: pixels of all images of one request together, from their
+        headers; more gets 413 before any image is decoded.
+    body_timeout: seconds the whole request body may take to arrive; a stalled
+        upload gets 408 and its connection is closed.
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -32,9 +39,13 @@ class ServeLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = MAX_IMAGE_SIDE
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_files", "max_pixels", "max_side", "max_concurrent"):
+        if not self.body_timeout > 0:
+            raise ValueError(f"body_timeout must be above 0 seconds, got {self.body_timeout}")
+        for name in ("max_bytes", "max_files", "max_pixels", "max_side", "max_concurrent", "max_request_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -50,56 +61,14 @@ class ServeLimits:
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a png, jpg, bmp or tif header, or None if it cannot be read.
 
-    Only the header is parsed, so a huge image can be refused without decoding it.
-    None means "unknown": the caller decodes and checks the decoded size instead.
+    Only the header is parsed (`htr.runtime.images.read_header`), so a huge image can be
+    refused without decoding it. None means "unknown": decoding refuses such bytes anyway.
     """
+    from ..errors import ImageError
+    from ..images import read_header
+
     try:
-        if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data.startswith(b"BM"):
-            width, height = struct.unpack("<ii", data[18:26])
-            return abs(width), abs(height)
-        if data.startswith(b"\xff\xd8"):
-            return _jpeg_size(data)
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            return _tiff_size(data)
-    except struct.error:
+        header = read_header(data)
+    except ImageError:
         return None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            at += 2
-            continue
-        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
-            return width, height
-        at += 2 + length
-    return None
-
-
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    order = "<" if data[:2] == b"II" else ">"
-    (ifd,) = struct.unpack(order + "I", data[4:8])
-    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-    found: dict[int, int] = {}
-    for k in range(count):
-        entry = data[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
-            fmt = order + ("H" if kind == 3 else "I")
-            found[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
+    return header.width, header.height

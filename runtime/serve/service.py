@@ -1,8 +1,11 @@
 """`RecognitionService`: the framework-free core of `htr-serve`.
 
-One `Engine` (one onnxruntime session) serves every request. onnxruntime allows
-concurrent `run()` calls on one session; what is mutable here is guarded: decoders are
-built once per (name, beam width) under a lock and only read afterwards, and a
+One `Recognizer` (one `Engine`, one onnxruntime session) serves every request, through
+the same two stages as htr-run: `Recognizer.emissions_of_images`, then `decode` with the
+request's decoders (the asked-for one first, greedy and beam beside it for comparison).
+onnxruntime allows concurrent `run()` calls on one session; what is mutable here is
+guarded: decoders are built once per (name, beam width) by `build_decoder` under a lock
+and only read afterwards, and a
 semaphore lets at most `ServeLimits.max_concurrent` requests decode images and run
 inference at once, so the others wait in line instead of oversubscribing the CPU or
 holding decoded images in memory. Each request is batched
@@ -14,39 +17,33 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..constants import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_WIDTH
-from ..decoding import Decoded, make_decoder
+from ..decoding.factory import build_decoder
+from ..decoding.options import DECODER_NAMES, decoder_options
+from ..decoding.result import Decoded, Decoder
 from ..engine import Engine
 from ..errors import HtrError, ImageError
 from ..images import decode_image, sniff_format
-from ..pipeline import Recognizer
+from ..pipeline import Recognizer, decode
 from .limits import ServeLimits, image_size
 from .uploads import Upload
 
-DECODERS = ("greedy", "beam", "lexicon")
+#: The decoders a request may ask for.
+DECODERS = DECODER_NAMES
 #: Largest beam width a request may ask for (wider beams cost time, not accuracy).
 MAX_BEAM_WIDTH = 100
 #: Client file names are echoed back as labels, cut to this many characters.
 MAX_FILENAME_CHARS = 200
 
-Decoder = Callable[[np.ndarray, "np.ndarray | None"], list[Decoded]]
-
-
 class RequestError(ValueError):
     """A request option is invalid (unknown decoder, beam width out of range, ...)."""
-
-
-@dataclass(frozen=True)
-class Decodings:
-    """Every decoder's result for one image, keyed by decoder name."""
-
-    by_decoder: dict[str, Decoded]
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class ImageResult:
 
 
 class RecognitionService:
-    """One engine, cached decoders and the request limits; `recognise` is thread-safe."""
+    """One recogniser, cached decoders and the request limits; `recognise` is thread-safe."""
 
     def __init__(
         self,
@@ -117,6 +114,8 @@ class RecognitionService:
         self._decoders_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(limits.max_concurrent)
         self.started = time.time()
+        # Built once: requests share its preprocessing; each brings its own decoders.
+        self.recognizer = Recognizer(engine, self.decoder("greedy"), batch_size=batch_size)
 
     # ---- decoders ---------------------------------------------------------------
     def decoder(self, name: str, beam_width: int = DEFAULT_BEAM_WIDTH) -> Decoder:
@@ -133,25 +132,15 @@ class RecognitionService:
                 if name != "greedy":
                     options["beam_width"] = beam_width
                 if name == "lexicon":
-                    options.update(lexicon=self.lexicon, mode="lines" if " " in spec.charset else "words")
+                    options["lexicon"] = self.lexicon  # mode: from the charset (LexiconOptions)
                 try:
-                    self._decoders[key] = make_decoder(name, spec.charset, spec.blank, **options)
+                    built = build_decoder(decoder_options(name, **options), spec.charset, spec.blank)
+                    self._decoders[key] = built
                 except (ValueError, OSError, HtrError) as err:
                     raise RequestError(f"decoder {name!r} is not available: {err}") from None
                 except Exception as err:  # e.g. the default word list (wordfreq) is missing
                     raise RequestError(f"decoder {name!r} is not available: {type(err).__name__}: {err}") from None
             return self._decoders[key]
-
-    def _combined(self, names: Sequence[str], beam_width: int) -> Callable[..., list[Decodings]]:
-        decoders = {name: self.decoder(name, beam_width) for name in names}
-
-        # The Recognizer passes whatever the decoder returns through, in input order,
-        # so one model run feeds every decoder we compare.
-        def decode(probs: np.ndarray, lengths: np.ndarray | None = None) -> list[Decodings]:
-            results = {name: d(probs, lengths) for name, d in decoders.items()}
-            return [Decodings({n: r[i] for n, r in results.items()}) for i in range(len(probs))]
-
-        return decode
 
     # ---- recognition ------------------------------------------------------------
     def recognise(
@@ -171,13 +160,13 @@ class RecognitionService:
             names.append("greedy")
         elif compare:
             names.append("beam")
-        combined = self._combined(names, beam_width)
+        decoders = {name: self.decoder(name, beam_width) for name in names}
         # Decoding happens inside the slot too, so at most `max_concurrent` requests
         # hold decoded images in memory at once, however many are waiting.
         with self._slots:
-            return self._recognise(uploads, decoder, combined)
+            return self._recognise(uploads, decoder, decoders)
 
-    def _recognise(self, uploads: Sequence[Upload], decoder: str, combined: Callable) -> list[ImageResult]:
+    def _recognise(self, uploads: Sequence[Upload], decoder: str, decoders: dict[str, Decoder]) -> list[ImageResult]:
         results: list[ImageResult | None] = [None] * len(uploads)
         images: list[tuple[int, np.ndarray, float]] = []
         for i, upload in enumerate(uploads):
@@ -191,24 +180,15 @@ class RecognitionService:
             images.append((i, image, (time.perf_counter() - start) * 1000))
         if images:
             start = time.perf_counter()
-            try:
-                recognizer = Recognizer(self.engine, combined, batch_size=self.batch_size)
-                decoded: list[Any] = recognizer.recognise_arrays([im for _, im, _ in images])
-                failure = None
-            except HtrError as err:
-                decoded, failure = [], str(err)
+            labels = [_label(uploads[i].filename, i) for i, _, _ in images]
+            emissions = self.recognizer.emissions_of_images([im for _, im, _ in images], labels)
+            recognitions = decode(emissions, decoders)
             share = (time.perf_counter() - start) * 1000 / len(images)
-            for k, (i, image, load_ms) in enumerate(images):
-                name = _label(uploads[i].filename, i)
+            for (i, image, load_ms), name, rec in zip(images, labels, recognitions):
                 h, w = image.shape
-                if failure is not None:
-                    results[i] = ImageResult(name, decoder, error=f"{name}: {failure}", width=w, height=h)
-                    continue
-                by_decoder = decoded[k].by_decoder
-                results[i] = ImageResult(
-                    name, decoder, by_decoder[decoder], by_decoder, time_ms=load_ms + share, width=w, height=h
-                )
-        return results  # type: ignore[return-value]
+                results[i] = ImageResult(name, decoder, rec.decoded, dict(rec.alternatives), error=rec.error,
+                                         time_ms=load_ms + share, width=w, height=h)
+        return [r for r in results if r is not None]
 
     def _decode(self, data: bytes, name: str) -> np.ndarray:
         """Bytes -> grey image, refusing over-large images from their header first."""

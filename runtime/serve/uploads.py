@@ -17,6 +17,10 @@ class FormError(ValueError):
     """The request body is not a well-formed multipart form."""
 
 
+class TooManyParts(FormError):
+    """The form has more parts than allowed (the server answers 413, not 400)."""
+
+
 @dataclass(frozen=True)
 class Upload:
     """One uploaded file: the name the client gave it (a label only) and its bytes."""
@@ -52,7 +56,7 @@ def parse_multipart(content_type: str, body: bytes, max_parts: int = 1000) -> Fo
     def on_part_begin() -> None:
         state["parts"] += 1
         if state["parts"] > max_parts:
-            raise FormError(f"more than {max_parts} form parts")
+            raise TooManyParts(f"more than {max_parts} form parts")
         state["headers"], state["chunks"] = {}, []
 
     def on_header_field(data: bytes, start: int, end: int) -> None:

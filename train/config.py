@@ -1,0 +1,74 @@
+"""`TrainConfig`: everything one training run is told, with its defaults (htr-train's too).
+
+Kept apart from the training loop so that htr-train can show the defaults and check its
+choices without importing Keras.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+#: Architectures `models.build` knows (train/models.py's ARCHITECTURES, checked by a test).
+ARCHITECTURES = ("seed-word", "seed-line", "lean", "tiny")
+#: Learning-rate schedules.
+SCHEDULES = ("cosine", "plateau", "constant")
+#: Mixed precision: "auto" uses it only when a GPU is present.
+MIXED_PRECISION = ("auto", "on", "off")
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    Attributes:
+        arch: architecture (one of `ARCHITECTURES`).
+        data: "synth:words", "synth:lines", an IAM root (words.txt/lines.txt) or a
+            labels.tsv folder.
+        out: output folder (model.keras, model.h5, model.json, history, checkpoints).
+        val: validation data (None: the data's own split; held-out hands for synth).
+        schedule: learning-rate schedule (one of `SCHEDULES`) from `lr`.
+        train_size: synthetic samples per epoch (None: 20000), or a cap on labelled ones.
+        val_size: validation samples (synthetic default 1000).
+        val_batches: validate on at most this many batches.
+        charset: "words", "lines" or the characters (None: the architecture's /
+            the data kind's default).
+        split_file: ids that go to validation (instead of every 10th).
+        patience: early stopping patience in epochs (val_cer).
+        workers, use_multiprocessing: data loading workers, in processes or threads.
+        augment: augment real images.
+        resume: continue from OUT/last.weights.h5 after its saved epoch.
+        digit_fraction: synthetic training data: share of real MNIST digit strings.
+        init_from: a trained model (.keras/.h5) whose matching layers start this one.
+        mixed_precision: one of `MIXED_PRECISION`.
+        show_samples: validation samples printed per epoch.
+        verbose: "auto", 0, 1 (progress bar) or 2 (one line per epoch).
+        command: the command line, recorded in the model's metadata.
+    """
+
+    arch: str = "seed-word"
+    data: str = "synth:words"
+    out: str = "runs/htr"
+    val: str | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    steps_per_epoch: int | None = None
+    train_size: int | None = None
+    val_size: int | None = None
+    val_batches: int | None = None
+    charset: str | None = None
+    split_file: str | None = None
+    patience: int = 10
+    seed: int = 0
+    workers: int = 2
+    use_multiprocessing: bool = False
+    augment: bool = True
+    resume: bool = False
+    digit_fraction: float = 0.1
+    init_from: str | None = None
+    mixed_precision: str = "auto"
+    show_samples: int = 4
+    verbose: int | str = "auto"
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
