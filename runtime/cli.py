@@ -7,6 +7,7 @@ answers at once. Results go to stdout, progress and errors to stderr. Exit codes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from enum import Enum
@@ -29,6 +30,8 @@ class Format(str, Enum):
     tsv = "tsv"
     jsonl = "jsonl"
     csv = "csv"
+    page_xml = "page-xml"
+    alto = "alto"
 
 
 class RunEngine(str, Enum):
@@ -80,17 +83,18 @@ def _build(common: RecognitionArgs, prog: str, nbest: int | None = None) -> Any:
 @recognition_options
 def run(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (folders in sorted order)."),
-    format: Format = typer.Option(Format.txt, "--format", "-f", help="txt: path<TAB>text; tsv/csv with confidence; jsonl with everything."),
+    format: Format = typer.Option(Format.txt, "--format", "-f", help="txt: path<TAB>text; tsv/csv with confidence; jsonl with everything. With --segment: txt (the page's text), jsonl (one record per line), page-xml, alto."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here instead of stdout."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     nbest: Optional[int] = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
+    segment: bool = typer.Option(False, "--segment", help="The images are pages: find their lines and read them (default model: line)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --segment: write one file per page here (DIR/<stem>.xml for page-xml/alto); with --engine ray: result shards (Ray Data)."),
     engine: RunEngine = typer.Option(RunEngine.local, "--engine", help="local: this machine; ray: a Ray cluster (pip install 'htr[cpu,ray]')."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (auto or HOST:PORT); default: start a local Ray for the run."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: actors, each with one model session (default 1)."),
     threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", min=1, help="Ray: CPUs (and onnxruntime threads) per actor (default 1)."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per actor, e.g. 1 or 0.5 (needs --provider cuda)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Ray: write result shards here through Ray Data instead of one output."),
     shard_format: ShardFormat = typer.Option(ShardFormat.jsonl, "--shard-format", help="Ray: shard format for --output-dir."),
     resume: bool = typer.Option(False, "--resume", help="Ray: skip images already in --output-dir's shards."),
     version: bool = version_option(),
@@ -103,10 +107,21 @@ def run(
 
     prog = "htr-run"
     ray_flags = {"--address": address, "--workers": workers, "--threads-per-worker": threads_per_worker,
-                 "--gpus-per-worker": gpus_per_worker, "--output-dir": output_dir, "--resume": resume or None}
+                 "--gpus-per-worker": gpus_per_worker, "--resume": resume or None}
     given = [name for name, value in ray_flags.items() if value is not None]
     if engine is RunEngine.local and given:
         raise fail(prog, f"{', '.join(given)} need --engine ray")
+    if segment and engine is RunEngine.ray:
+        raise fail(prog, "--segment (pages) runs with --engine local only")
+    if segment and common.model is None:
+        common = dataclasses.replace(common, model="line")
+    page_formats = (Format.txt, Format.jsonl, Format.page_xml, Format.alto)
+    if segment and format not in page_formats:
+        raise fail(prog, f"--segment writes txt, jsonl, page-xml or alto, not {format.value}")
+    if not segment and format in (Format.page_xml, Format.alto):
+        raise fail(prog, f"--format {format.value} and --output-dir need --segment (pages)")
+    if not segment and output_dir and engine is RunEngine.local:
+        raise fail(prog, "--output-dir needs --segment (pages) or --engine ray (result shards)")
     recognizer = _build(common, prog, nbest)
     images, problems = list_images([*paths], recursive=recursive)
     if engine is RunEngine.ray:
@@ -120,12 +135,17 @@ def run(
             fmt=format.value, output=output, progress=progress, address=address, workers=workers,
             threads_per_worker=threads_per_worker, gpus_per_worker=gpus_per_worker, output_dir=output_dir,
             shard_format=shard_format.value, resume=resume)))
-    try:
-        writer = ResultWriter(open_output(output, images), format.value)
-    except OutputError as err:
-        raise fail(prog, str(err))
+    if not segment:
+        try:
+            writer = ResultWriter(open_output(output, images), format.value)
+        except OutputError as err:
+            raise fail(prog, str(err))
     for path, message in problems:
         sys.stderr.write(f"{prog}: error: {path}: {message}\n")
+    if segment:
+        end_startup()
+        _run_pages(recognizer, images, format.value, output, output_dir, bool(problems), prog)
+        return
     bar = Progress(len(images), enabled=progress)
     failed = 0
     end_startup()
@@ -155,6 +175,44 @@ def run(
         raise typer.Exit(1)
 
 
+def _run_pages(recognizer: Any, images: list[Path], fmt: str, output: Optional[Path], output_dir: Optional[Path],
+               problems: bool, prog: str) -> None:
+    """htr-run --segment: pages -> lines -> text, written as they are read."""
+    import time
+
+    from .pages import PageReader, write_pages
+
+    if fmt in ("page-xml", "alto") and output_dir is None and output is None and len(images) > 1:
+        raise fail(prog, f"{fmt} is one document per page: give --output-dir DIR for {len(images)} pages")
+    try:
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(output, "w", encoding="utf-8") if output and output_dir is None else sys.stdout
+    except OSError as err:
+        raise fail(prog, f"{output_dir or output}: cannot write ({err.strerror or err})")
+    lines = [0]
+
+    def report(result: Any) -> None:
+        if result.ok:
+            lines[0] += len(result.lines)
+        else:
+            sys.stderr.write(f"{prog}: error: {result.error}\n")
+
+    start = time.perf_counter()
+    try:
+        pages, failed = write_pages(PageReader(recognizer).read_paths(images), fmt, stream, output_dir, report)
+    except OSError as err:
+        raise fail(prog, f"cannot write ({err})", 1)
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    seconds = time.perf_counter() - start
+    sys.stderr.write(f"{prog}: {pages} pages, {lines[0]} lines, {failed} failed, "
+                     f"{pages / seconds if seconds > 0 else 0.0:.2f} pages/s ({recognizer.engine.path.name})\n")
+    if failed or problems:
+        raise typer.Exit(1)
+
+
 @eval_app.command(help="Measure CER and WER on a labelled folder (labels.tsv) or an IAM root (words.txt / lines.txt).")
 @recognition_options
 def evaluate(
@@ -164,6 +222,7 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N samples."),
     worst: int = typer.Option(10, "--worst", min=0, help="How many worst samples to print."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report (totals and every sample) here."),
+    pages: bool = typer.Option(False, "--pages", help="LABELLED is a folder of pages with same-stem .txt or PAGE-XML (.xml) truth: segment and read them (default model: line)."),
     version: bool = version_option(),
     *,
     common: RecognitionArgs,
@@ -179,6 +238,12 @@ def evaluate(
     problem = report_problem(report) if report else None
     if problem:
         raise fail(prog, f"{report}: {problem} (--report)")
+    if pages:
+        if common.model is None:
+            common = dataclasses.replace(common, model="line")
+        recognizer = _build(common, prog)
+        _evaluate_pages(recognizer, labelled, limit, report, prog)
+        return
     try:
         data = load_labelled(labelled, split=split.value, split_file=split_file)
     except HtrError as err:
@@ -238,4 +303,36 @@ def evaluate(
             raise fail(prog, f"{report}: cannot write the report ({err.strerror or err})", 1)
         sys.stderr.write(f"{prog}: report written to {report}\n")
     if failed:
+        raise typer.Exit(1)
+
+
+def _evaluate_pages(recognizer: Any, folder: Path, limit: Optional[int], report: Optional[Path], prog: str) -> None:
+    """htr-eval --pages: page CER/WER (lines joined), line counts, and with PAGE-XML truth
+    line detection at IoU 0.5 and CER on the given lines."""
+    from .errors import HtrError
+    from .pages import PageReader
+    from .pages_eval import load_page_truth, page_summary, score_page
+
+    try:
+        truths, missing = load_page_truth(folder)
+    except (HtrError, OSError) as err:
+        raise fail(prog, f"{folder}: {err}")
+    for name in missing:
+        sys.stderr.write(f"{prog}: skipped {name} (no .xml or .txt ground truth beside it)\n")
+    truths = truths[:limit] if limit else truths
+    if not truths:
+        raise fail(prog, f"{folder}: no page images with .txt or PAGE-XML ground truth")
+    reader = PageReader(recognizer)
+    scores = [score_page(reader, t) for t in truths]
+    summary = page_summary(scores)
+    for s in scores:
+        if s.error:
+            sys.stderr.write(f"{prog}: error: {s.error}\n")
+    for key, value in summary.items():
+        if key != "pages_detail":
+            print(f"{key:<22}{value}")
+    if report:
+        report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        sys.stderr.write(f"{prog}: report written to {report}\n")
+    if any(s.error for s in scores):
         raise typer.Exit(1)

@@ -102,6 +102,21 @@ def test_recognize_matches_the_local_recognizer(cluster, images, tiny_models, ki
     assert [r["text"] for r in rows if Path(r["path"]).name == "w0002.png"] == [WORDS[2]]
 
 
+def test_recognize_takes_decoder_options(cluster, images, tiny_models):
+    """An options dataclass (what build_decoder takes) works as the decoder name + keywords do."""
+    from htr.runtime import BeamOptions
+    from htr.runtime.distributed import recognize, row_recognition
+
+    model = tiny_models["fixed"]
+    rows = recognize(str(images), model=model, decoder=BeamOptions(beam_width=4, nbest=2), batch_size=3).take_all()
+    local = local_results(model, images, "beam", beam_width=4, nbest=2)
+    got = [row_recognition(r) for r in rows]
+    assert [(g.path, g.text, g.error) for g in got] == [(r.path, r.text, r.error) for r in local]
+    assert [len(g.decoded.nbest) for g in got if g.ok] == [2] * sum(r.ok for r in local)
+    with pytest.raises(ValueError, match="decoder_options go with a decoder name"):
+        recognize(str(images), model=model, decoder=BeamOptions(), decoder_options={"beam_width": 2})
+
+
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([*HTR_RUN, *args], capture_output=True, text=True, timeout=timeout)
 
@@ -127,6 +142,16 @@ def test_cli_usage_errors_exit_2(images, tiny_models, tmp_path):
     assert out.returncode == 2 and "--resume needs --output-dir" in out.stderr
     out = run_cli(str(images), "-m", model, "--engine", "ray", "--gpus-per-worker", "1")
     assert out.returncode == 2 and "needs --provider cuda" in out.stderr
+    out = run_cli(str(images), "-m", model, "--engine", "ray", "--segment")
+    assert out.returncode == 2 and "--segment (pages) runs with --engine local only" in out.stderr
+    out = run_cli(str(images), "-m", model, "--output-dir", str(tmp_path / "shards"))
+    assert out.returncode == 2 and "--output-dir needs --segment (pages) or --engine ray" in out.stderr
+    # The output checks of the local run: an input is never truncated to write results.
+    target = images / "w0002.png"
+    before = target.read_bytes()
+    out = run_cli(str(images), "-m", model, "--engine", "ray", "-o", str(target))
+    assert out.returncode == 2 and str(target) in out.stderr and "htr-run: error:" in out.stderr, out.stderr
+    assert target.read_bytes() == before
 
 
 def test_cli_starts_and_stops_its_own_ray(tiny_models, tmp_path):

@@ -25,7 +25,7 @@ def _charset(value: str | None, kind: str) -> str:
 @app.command()
 def main(
     out: Path = typer.Argument(..., help="Folder to write (created; labels.tsv is replaced)."),
-    kind: str = typer.Option("words", "--kind", help="words (one token per image) or lines (3-9 words)."),
+    kind: str = typer.Option("words", "--kind", help="words (one token per image), lines (3-9 words) or pages (page images with PAGE-XML and .txt ground truth)."),
     count: int = typer.Option(1000, "--count", min=1, help="How many images."),
     seed: int = typer.Option(0, "--seed", min=0, help="Sample i is the same for the same seed."),
     split: str = typer.Option("train", "--split",
@@ -40,11 +40,17 @@ def main(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Slant, warp, paper, ink, noise."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per CPU)."),
     text_only: bool = typer.Option(False, "--text-only", help="Write only the texts, one per line, to OUT (a file): text for htr-lm."),
+    dpi: float = typer.Option(300.0, "--dpi", min=50.0, max=1200.0, help="Pages: resolution of the A4 page."),
     version: bool = version_option(),
 ) -> None:
     """Write COUNT synthetic handwriting images and labels.tsv into OUT (or with
-    --text-only, just their texts into the file OUT)."""
+    --text-only, just their texts into the file OUT; with --kind pages, page images with
+    their PAGE-XML and .txt ground truth)."""
     from htr.train import synth
+
+    if kind == "pages":
+        _pages(out, count, seed, split, dpi)
+        return
 
     if kind not in synth.KINDS:
         raise typer.BadParameter(f"expected one of {', '.join(synth.KINDS)}, got {kind!r}", param_hint="--kind")
@@ -82,6 +88,22 @@ def main(
         raise typer.Exit(1)
     print(file=sys.stderr)
     print(f"{folder / 'labels.tsv'}\t{count} {kind}, split {split}, style {style}, seed {seed}")
+
+
+def _pages(out: Path, count: int, seed: int, split: str, dpi: float) -> None:
+    from htr.train import synth
+    from htr.train.synth_pages import PageLayout, write_pages
+
+    if split not in synth.SPLITS:
+        raise typer.BadParameter(f"expected one of {', '.join(synth.SPLITS)}, got {split!r}", param_hint="--split")
+    try:
+        folder = write_pages(out, count, seed, split, PageLayout(dpi=dpi),
+                             progress=lambda done: print(f"\r{done}/{count} pages", end="", file=sys.stderr, flush=True))
+    except (OSError, RuntimeError, ValueError, ImportError) as err:
+        print(f"\nhtr-synth: {err}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(file=sys.stderr)
+    print(f"{folder}\t{count} pages (jpg + PAGE-XML + txt), split {split}, seed {seed}, {dpi:g} dpi")
 
 
 if __name__ == "__main__":  # pragma: no cover
