@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import MAX_BEAM_WIDTH
+
 #: Output steps one image may have (a 4096-pixel-wide line at stride 4 has 1,024).
 MAX_TIME_STEPS = 20_000
-#: The widest beam a decoder accepts (htr-serve caps requests at 100).
-MAX_BEAM_WIDTH = 1_000
 #: How far a step's class probabilities may sum from 1 (float16 softmax rounds this much).
 SUM_TOLERANCE = 1e-2
 

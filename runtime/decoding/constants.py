@@ -53,3 +53,7 @@ DEFAULT_WORDLIST_LANGUAGE = "en"
 DEFAULT_WORDLIST_SIZE = 50_000
 #: Sub-folder of the user cache directory where built word lists are kept.
 CACHE_SUBDIR = "htr"
+
+#: The widest beam a decoder accepts (htr-serve caps requests at 100): wider ones would try to
+#: allocate tens of GiB.
+MAX_BEAM_WIDTH = 1_000

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Union
 
-from .checks import MAX_BEAM_WIDTH
 from .constants import (
     DEFAULT_BEAM_WIDTH,
     DEFAULT_NBEST,
@@ -21,6 +20,7 @@ from .constants import (
     DEFAULT_TOP_K,
     DEFAULT_WORD_LM_WEIGHT,
     LEXICON_MODES,
+    MAX_BEAM_WIDTH,
 )
 
 if TYPE_CHECKING:
