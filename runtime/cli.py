@@ -34,6 +34,16 @@ class Format(str, Enum):
     alto = "alto"
 
 
+class RunEngine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class ShardFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 class SplitName(str, Enum):
     all = "all"
     train = "train"
@@ -79,7 +89,14 @@ def run(
     nbest: Optional[int] = typer.Option(None, "--nbest", min=1, help="Keep the N best texts per image (beam, lexicon; shown in jsonl)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when a terminal)."),
     segment: bool = typer.Option(False, "--segment", help="The images are pages: find their lines and read them (default model: line)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --segment: write one file per page here (DIR/<stem>.xml for page-xml/alto)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --segment: write one file per page here (DIR/<stem>.xml for page-xml/alto); with --engine ray: result shards (Ray Data)."),
+    engine: RunEngine = typer.Option(RunEngine.local, "--engine", help="local: this machine; ray: a Ray cluster (pip install 'htr[cpu,ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: join this cluster (auto or HOST:PORT); default: start a local Ray for the run."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Ray: actors, each with one model session (default 1)."),
+    threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", min=1, help="Ray: CPUs (and onnxruntime threads) per actor (default 1)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", min=0.0, help="Ray: GPUs per actor, e.g. 1 or 0.5 (needs --provider cuda)."),
+    shard_format: ShardFormat = typer.Option(ShardFormat.jsonl, "--shard-format", help="Ray: shard format for --output-dir."),
+    resume: bool = typer.Option(False, "--resume", help="Ray: skip images already in --output-dir's shards."),
     version: bool = version_option(),
     *,
     common: RecognitionArgs,
@@ -89,15 +106,35 @@ def run(
     from .output import OutputError, Progress, ResultWriter, open_output
 
     prog = "htr-run"
+    ray_flags = {"--address": address, "--workers": workers, "--threads-per-worker": threads_per_worker,
+                 "--gpus-per-worker": gpus_per_worker, "--resume": resume or None}
+    given = [name for name, value in ray_flags.items() if value is not None]
+    if engine is RunEngine.local and given:
+        raise fail(prog, f"{', '.join(given)} need --engine ray")
+    if segment and engine is RunEngine.ray:
+        raise fail(prog, "--segment (pages) runs with --engine local only")
     if segment and common.model is None:
         common = dataclasses.replace(common, model="line")
     page_formats = (Format.txt, Format.jsonl, Format.page_xml, Format.alto)
     if segment and format not in page_formats:
         raise fail(prog, f"--segment writes txt, jsonl, page-xml or alto, not {format.value}")
-    if not segment and (format in (Format.page_xml, Format.alto) or output_dir):
+    if not segment and format in (Format.page_xml, Format.alto):
         raise fail(prog, f"--format {format.value} and --output-dir need --segment (pages)")
+    if not segment and output_dir and engine is RunEngine.local:
+        raise fail(prog, "--output-dir needs --segment (pages) or --engine ray (result shards)")
     recognizer = _build(common, prog, nbest)
     images, problems = list_images([*paths], recursive=recursive)
+    if engine is RunEngine.ray:
+        from .distributed import RayRun, run_from_cli
+
+        for path, message in problems:
+            sys.stderr.write(f"{prog}: error: {path}: {message}\n")
+        end_startup()
+        raise typer.Exit(run_from_cli(prog, images, bool(problems), recognizer, RayRun(
+            options=common.decoder_options(nbest), provider=common.provider.value, batch_size=common.batch_size,
+            fmt=format.value, output=output, progress=progress, address=address, workers=workers,
+            threads_per_worker=threads_per_worker, gpus_per_worker=gpus_per_worker, output_dir=output_dir,
+            shard_format=shard_format.value, resume=resume)))
     if not segment:
         try:
             writer = ResultWriter(open_output(output, images), format.value)
