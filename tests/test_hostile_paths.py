@@ -164,7 +164,7 @@ def test_ctrl_c_while_starting_says_so_honestly(tmp_path, tiny_models):
     # Python itself starts in about 100 ms, before any handler of ours can exist; from
     # then until the first image is read a Ctrl-C gets one honest line.
     caught = []
-    for delay in (0.2, 0.35, 0.5):
+    for delay in (0.2, 0.35, 0.5, 0.8, 1.2):
         proc = subprocess.Popen(
             [HTR_RUN, str(tmp_path / "a.png"), "-m", str(tiny_models["fixed"])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -173,6 +173,8 @@ def test_ctrl_c_while_starting_says_so_honestly(tmp_path, tiny_models):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         text = err.decode()
+        if proc.returncode == -signal.SIGINT and not text:
+            continue  # the signal came before the interpreter itself could handle it (a loaded machine)
         assert "not installed" not in text and "Traceback" not in text, (delay, text)
         if proc.returncode == 130 and not out:
             assert text.strip().splitlines()[-1].endswith("interrupted while starting; nothing was read or written"), text
