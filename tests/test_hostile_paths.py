@@ -180,5 +180,7 @@ def test_ctrl_c_while_starting_says_so_honestly(tmp_path, tiny_models):
             assert text.strip().splitlines()[-1].endswith("interrupted while starting; nothing was read or written"), text
             caught.append(delay)
         else:  # it had already finished or reached the main loop: results and an honest count
-            assert proc.returncode in (0, 130), (delay, proc.returncode, text)
+            # (a signal during the interpreter's own exit, after the summary, ends it with -SIGINT)
+            finished = proc.returncode == -signal.SIGINT and " images, " in text
+            assert proc.returncode in (0, 130) or finished, (delay, proc.returncode, text)
     assert caught, "no Ctrl-C landed while starting: the test proved nothing"
