@@ -386,6 +386,12 @@ def _is_path_list(value: Any) -> bool:
 def map_recognize(dataset: "ray.data.Dataset", settings: RecognizerSettings,
                   cluster: ClusterOptions) -> "ray.data.Dataset":
     """`dataset.map_batches(RecognizeBatch, ...)` with the actor pool and retries of `cluster`."""
+    return _map_actors(dataset, RecognizeBatch, settings, cluster, settings.batch_size * TASK_BATCHES)
+
+
+def _map_actors(dataset: "ray.data.Dataset", actor: type, settings: RecognizerSettings,
+                cluster: ClusterOptions, batch_size: int, zero_copy: bool = True) -> "ray.data.Dataset":
+    """`dataset.map_batches(actor, ...)` over an actor pool, with the retries of `cluster`."""
     ray = import_ray()
     # Actor restarts and task retries: Ray Data takes them only as ray_remote_args (which
     # Ray 2.60 warns about); its own defaults are -1/-1, ours bound the retries of a batch.
@@ -393,14 +399,14 @@ def map_recognize(dataset: "ray.data.Dataset", settings: RecognizerSettings,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
         return dataset.map_batches(
-            RecognizeBatch,
+            actor,
             fn_constructor_kwargs={"settings": settings},
             compute=ray.data.ActorPoolStrategy(size=cluster.workers),
             num_cpus=cluster.threads,
             num_gpus=cluster.gpus or None,
-            batch_size=settings.batch_size * TASK_BATCHES,
+            batch_size=batch_size,
             batch_format="pyarrow",
-            zero_copy_batch=True,
+            zero_copy_batch=zero_copy,
             **remote_args,
         )
 
@@ -417,19 +423,7 @@ def window_recognize(paths: Sequence[Path], settings: RecognizerSettings,
     items = [{"paths": [str(p) for p in paths[a:b]]} for a, b in plan_windows(len(paths), settings.batch_size, window)]
     blocks = max(1, min(len(items), 4 * cluster.workers * cluster.threads))
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    remote_args: dict[str, Any] = {"max_restarts": cluster.max_restarts, "max_task_retries": cluster.max_task_retries}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-        return dataset.map_batches(
-            RecognizeWindows,
-            fn_constructor_kwargs={"settings": settings},
-            compute=ray.data.ActorPoolStrategy(size=cluster.workers),
-            num_cpus=cluster.threads,
-            num_gpus=cluster.gpus or None,
-            batch_size=1,
-            batch_format="pyarrow",
-            **remote_args,
-        )
+    return _map_actors(dataset, RecognizeWindows, settings, cluster, 1, zero_copy=False)
 
 
 # --- htr-run --engine ray ------------------------------------------------------------------
