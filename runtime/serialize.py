@@ -39,20 +39,24 @@ def write_txt(page: PageResult) -> str:
     return "".join(f"{line.text}\n" for line in page.lines)
 
 
-def write_jsonl(page: PageResult) -> str:
-    """One JSON record per line: path, line, bbox, polygon, baseline, text, confidence
-    (a page that failed: one record with path and error)."""
-    if page.error is not None:
-        return json.dumps({"path": str(page.path), "error": page.error}, ensure_ascii=False) + "\n"
-    out = []
-    for i, line in enumerate(page.lines):
-        record = {
+def line_records(page: PageResult) -> list[dict]:
+    """The jsonl fields of each line of a page that was read, in reading order: path, line,
+    bbox, polygon, baseline, text, confidence (htr-serve's segment=true answers these too)."""
+    return [
+        {
             "path": str(page.path), "line": i, "bbox": list(line.line.bbox),
             "polygon": [list(p) for p in line.line.polygon], "baseline": [list(p) for p in line.line.baseline],
             "text": line.text, "confidence": _conf(line.confidence, 6),
         }
-        out.append(json.dumps(record, ensure_ascii=False) + "\n")
-    return "".join(out)
+        for i, line in enumerate(page.lines)
+    ]
+
+
+def write_jsonl(page: PageResult) -> str:
+    """One JSON record per line (`line_records`); a page that failed: one record with path and error."""
+    if page.error is not None:
+        return json.dumps({"path": str(page.path), "error": page.error}, ensure_ascii=False) + "\n"
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in line_records(page))
 
 
 def _now() -> str:
