@@ -15,7 +15,7 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import DatasetError
@@ -39,7 +39,7 @@ def write_txt(page: PageResult) -> str:
     return "".join(f"{line.text}\n" for line in page.lines)
 
 
-def line_records(page: PageResult) -> list[dict]:
+def line_records(page: PageResult) -> list[dict[str, Any]]:
     """The jsonl fields of each line of a page that was read, in reading order: path, line,
     bbox, polygon, baseline, text, confidence (htr-serve's segment=true answers these too)."""
     return [

@@ -34,7 +34,7 @@ import pytest
 pytest.importorskip("fastapi", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
 pytest.importorskip("uvicorn", reason="htr-serve needs the serve extra: pip install 'htr[serve]'")
 
-from runtime_fixtures import FAULTY_GREEDY, draw_word, make_tiny_model  # noqa: E402
+from runtime_fixtures import FAULTY_GREEDY, draw_word, make_tiny_model, tiny_spec  # noqa: E402
 
 MAX_BYTES = 200_000
 MAX_FILES = 6
@@ -63,14 +63,15 @@ def faulty_server(tmp_path_factory):
     yield from _serve(model, folder / "server.log", prelude=FAULTY_GREEDY)
 
 
-def _serve(model: Path, log: Path, prelude: str = ""):
+def _serve(model: Path, log: Path, prelude: str = "", extra: tuple[str, ...] = ()):
+    """Start htr-serve on `model`; `extra` options come last (a repeated option: the last wins)."""
     port = _free_port()
     code = prelude + "\nfrom htr.runtime.serve.cli import app\napp()\n"
     cmd = [
         sys.executable, "-c", code,
         "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES), "--max-pixels", str(MAX_PIXELS),
-        "--max-concurrent", "2", "--threads", "1", "--log-level", "warning",
+        "--max-concurrent", "2", "--threads", "1", "--log-level", "warning", *extra,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -467,5 +468,187 @@ def test_page_in_headless_chromium(server, tmp_path):
         (tmp_path / "serve.png").write_bytes(png)
         if os.environ.get("HTR_SERVE_SCREENSHOT"):  # e.g. docs/serve.png for the README
             Path(os.environ["HTR_SERVE_SCREENSHOT"]).write_bytes(png)
+    finally:
+        browser.close()
+
+
+# ---- pages: POST /v1/recognize?segment=true and the page view ---------------------------
+PAGE_MAX_PIXELS = 2_000_000
+LINE_FIELDS = {"path", "line", "bbox", "polygon", "baseline", "text", "confidence"}
+
+
+@pytest.fixture(scope="module")
+def page_server(tiny_models, tmp_path_factory):
+    """htr-serve on the tiny model, whose charset has no space (a word model): pages are
+    read by the bundled line model (--page-model auto)."""
+    yield from _serve(tiny_models["fixed"], tmp_path_factory.mktemp("pages") / "server.log",
+                      extra=("--max-bytes", "4000000", "--max-pixels", str(PAGE_MAX_PIXELS)))
+
+
+@pytest.fixture(scope="module")
+def synth_page():
+    """A synthetic held-out page (~990 x 1400 pixels, 6 to 8 lines) and its ground truth."""
+    for module in ("PIL", "wordfreq", "HersheyFonts", "fontTools"):
+        pytest.importorskip(module)
+    from htr.train.synth_pages import PageGenerator, PageLayout
+
+    page = PageGenerator(split="heldout", seed=5, layout=PageLayout(dpi=120.0, lines=(6, 8))).page(0)
+    return page, encode(page.image, ".jpg")
+
+
+def test_page_model_choice(tiny_models, tmp_path):
+    from htr.runtime.engine import Engine
+    from htr.runtime.models import bundled_models
+    from htr.runtime.serve.service import page_engine_for, reads_lines
+
+    word = Engine(tiny_models["fixed"], threads=1)  # charset "ab": no space, a word model
+    line_model = make_tiny_model(tmp_path / "lines.onnx", width=None, spec=tiny_spec(None, "ab "), classes=4)
+    lines = Engine(line_model, threads=1)
+    assert not reads_lines(word) and reads_lines(lines)
+    assert page_engine_for(lines, "auto") is lines
+    assert page_engine_for(word, "none") is None and page_engine_for(lines, "none") is None
+    assert page_engine_for(word, str(tiny_models["fixed"])) is word  # the served file itself: no second session
+    assert page_engine_for(word, str(line_model), threads=1).path == line_model
+    if "line" in bundled_models():
+        assert page_engine_for(word, "auto", threads=1).path.name == "line.onnx"
+
+
+def test_segment_returns_the_jsonl_fields_of_each_line(page_server, synth_page):
+    from htr.runtime.engine import Engine
+    from htr.runtime.images import decode_image
+    from htr.runtime.metrics import edit_distance
+    from htr.runtime.models import resolve_model
+    from htr.runtime.pages import PageReader
+    from htr.runtime.pages_eval import match_lines
+    from htr.runtime.pipeline import Recognizer
+    from htr.runtime.serialize import write_jsonl
+    from htr.runtime.serve.service import RecognitionService
+
+    page, jpg = synth_page
+    blank = encode(np.full((800, 600), 230, np.uint8), ".png")
+    body, content_type = multipart([("page.jpg", jpg), ("blank.png", blank), ("bad.jpg", b"not an image")])
+    status, doc = post(page_server + "/v1/recognize?segment=true", body, content_type)
+    assert status == 200, doc
+    assert doc["model"] == "line.onnx" and doc["segment"] is True
+    assert (doc["count"], doc["failed"]) == (3, 1)
+    first, empty, bad = doc["results"]
+    h, w = page.image.shape
+    assert first["ok"] and (first["width"], first["height"]) == (w, h)
+    lines = first["lines"]
+    assert doc["lines"] == len(lines) and abs(len(lines) - len(page.lines)) <= 1
+    for i, line in enumerate(lines):
+        assert set(line) == LINE_FIELDS and line["path"] == "page.jpg" and line["line"] == i
+        x0, y0, x1, y1 = line["bbox"]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+        assert len(line["polygon"]) >= 4 and len(line["baseline"]) >= 2 and 0 <= line["confidence"] <= 1
+    middles = [(ln["bbox"][1] + ln["bbox"][3]) / 2 for ln in lines]
+    assert middles == sorted(middles)  # reading order: top to bottom
+    found = [[tuple(p) for p in ln["polygon"]] for ln in lines]
+    assert match_lines(found, [t.polygon for t in page.lines], w, h).f1 >= 0.9
+    reference = " ".join(t.text for t in page.lines)
+    text = " ".join(ln["text"] for ln in lines)
+    assert edit_distance(reference, text) / len(reference) < 0.4  # the line model read them
+    # exactly what htr-run --segment --format jsonl writes for this page
+    engine = Engine(resolve_model("line"), threads=1)
+    greedy = RecognitionService(engine).decoder("greedy")
+    expected = PageReader(Recognizer(engine, greedy)).read_image(decode_image(jpg, "page.jpg"), "page.jpg")
+    assert lines == [json.loads(record) for record in write_jsonl(expected).splitlines()]
+    assert empty == {**empty, "ok": True, "lines": [], "width": 600, "height": 800}
+    assert bad == {"filename": "bad.jpg", "ok": False, "error": "bad.jpg: is not a png, jpg, tif or bmp image"}
+
+
+def test_segment_keeps_the_limits_and_options(page_server):
+    side = int(PAGE_MAX_PIXELS ** 0.5) + 10
+    huge = encode(np.full((side, side), 235, np.uint8), ".png")
+    status, doc = recognize(page_server, [("huge.png", huge)], segment="true")
+    assert status == 200 and doc["failed"] == 1
+    assert doc["results"][0]["error"].startswith(f"huge.png: is {side}x{side} pixels")
+    status, doc = recognize(page_server, [("p.png", huge)], segment="true", decoder="nope")
+    assert status == 400 and "unknown decoder" in doc["error"]
+    status, doc = recognize(page_server, [("p.png", huge)], segment="maybe")
+    assert status == 400 and doc["error"] == "segment must be true or false, got 'maybe'"
+    status, info = get(page_server + "/v1/model")
+    assert info["page_model"] == "line.onnx" and info["file"] == "fixed.onnx"
+
+
+def test_segment_without_a_page_model_is_409(tiny_models, tmp_path):
+    for url in _serve(tiny_models["fixed"], tmp_path / "server.log", extra=("--page-model", "none")):
+        status, doc = recognize(url, [("page.png", encode(draw_word("ab"), ".png"))], segment="true")
+        assert status == 409 and "\n" not in doc["error"]
+        assert doc["error"].startswith("segment=true needs a model that reads lines") and "--page-model" in doc["error"]
+        assert get(url + "/v1/model")[1]["page_model"] is None
+        status, doc = recognize(url, [("ab.png", encode(draw_word("ab"), ".png"))])  # words still work
+        assert status == 200 and doc["results"][0]["text"] == "ab"
+
+
+def test_page_view_in_headless_chromium(page_server, synth_page, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    _, jpg = synth_page
+    good, bad = tmp_path / "page.jpg", tmp_path / "<img src=x onerror=alert(1)>.jpg"
+    good.write_bytes(jpg)
+    bad.write_bytes(b"not an image")
+    status, doc = recognize(page_server, [("page.jpg", jpg)], segment="true")
+    assert status == 200
+    expected = [ln["text"] for ln in doc["results"][0]["lines"]]
+    assert len(expected) >= 5
+    browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.call("Emulation.setDeviceMetricsOverride",
+                     {"width": 1100, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
+        browser.call("Page.enable", {}, session)
+        browser.call("Page.navigate", {"url": page_server + "/"}, session)
+        model = browser.wait_for(session, "document.readyState === 'complete' && "
+                                          "!document.getElementById('model').textContent.startsWith('loading') && "
+                                          "document.getElementById('model').textContent")
+        assert "pages: line.onnx" in model
+        assert browser.evaluate(session, "document.getElementById('segment').click(); "
+                                         "document.getElementById('segment').checked") is True
+        node = browser.call("Runtime.evaluate", {"expression": "document.getElementById('files')"}, session)
+        browser.call("DOM.setFileInputFiles", {"files": [str(good), str(bad)], "objectId": node["result"]["objectId"]}, session)
+        browser.wait_for(session, "document.body.dataset.state === 'done' && "
+                                  "[...document.images].every(i => i.complete)")
+        cards = browser.evaluate(session, """[...document.querySelectorAll('.card.page')].map(c => {
+            const img = c.querySelector('img'), svg = c.querySelector('svg.overlay');
+            const box = (n) => { const r = n.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; };
+            return {name: c.querySelector('.name').textContent, nameTags: c.querySelector('.name').children.length,
+                    polygons: svg ? svg.querySelectorAll('polygon').length : null,
+                    viewBox: svg ? svg.getAttribute('viewBox') : null,
+                    texts: [...c.querySelectorAll('ol.lines li .line-text')].map(t => t.textContent),
+                    img: img && img.naturalWidth ? box(img) : null, svg: svg ? box(svg) : null,
+                    error: c.querySelector('.error') ? c.querySelector('.error').textContent : null}; })""")
+        assert len(cards) == 2
+        page_card, bad_card = cards
+        assert page_card["polygons"] == len(expected) and page_card["texts"] == expected
+        assert page_card["viewBox"] == f"0 0 {doc['results'][0]['width']} {doc['results'][0]['height']}"
+        assert page_card["img"] is not None and page_card["img"][2] > 300  # shown, scaled to the column
+        assert np.allclose(page_card["svg"], page_card["img"], atol=1)  # the overlay covers the image exactly
+        assert bad_card["name"] == bad.name and bad_card["nameTags"] == 0  # a name is text, never markup
+        assert browser.evaluate(session, "document.querySelectorAll('img[src=\"x\"]').length") == 0
+        assert bad_card["error"] == f"{bad.name}: is not a png, jpg, tif or bmp image" and bad_card["polygons"] is None
+        status_text = browser.evaluate(session, "document.getElementById('status').textContent")
+        assert status_text.startswith(f"1 of 2 pages read, {len(expected)} lines")
+        # hovering a line's text highlights its polygon; a click keeps it
+        active = browser.evaluate(session, """(() => {
+            const items = document.querySelectorAll('.card.page ol.lines li');
+            items[1].dispatchEvent(new MouseEvent('mouseenter'));
+            const hovered = [...document.querySelectorAll('.card.page polygon')].map(p => p.classList.contains('active'));
+            items[1].dispatchEvent(new MouseEvent('mouseleave'));
+            items[2].dispatchEvent(new MouseEvent('click'));
+            items[2].dispatchEvent(new MouseEvent('mouseleave'));
+            const clicked = [...document.querySelectorAll('.card.page polygon')].map(p => p.classList.contains('active'));
+            return {hovered, clicked};
+        })()""")
+        assert [i for i, on in enumerate(active["hovered"]) if on] == [1]
+        assert [i for i, on in enumerate(active["clicked"]) if on] == [2]
+        shot = browser.call("Page.captureScreenshot", {"format": "png"}, session)
+        png = base64.b64decode(shot["data"])
+        assert png.startswith(b"\x89PNG")
+        (tmp_path / "serve-page.png").write_bytes(png)
+        if os.environ.get("HTR_SERVE_PAGE_SCREENSHOT"):  # e.g. docs/serve-page.png for the README
+            Path(os.environ["HTR_SERVE_PAGE_SCREENSHOT"]).write_bytes(png)
     finally:
         browser.close()

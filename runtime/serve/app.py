@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..constants import DEFAULT_BEAM_WIDTH
 from .limits import DEFAULT_BODY_TIMEOUT, image_size
-from .service import DECODERS, RecognitionService, RequestError
+from .service import DECODERS, NoPageModel, PageUploadResult, RecognitionService, RequestError
 from .uploads import FormError, TooManyParts, parse_multipart
 
 PAGE_FILE = "page.html"
@@ -58,6 +58,15 @@ _RECOGNIZE_BODY = {
                             "default": True,
                             "description": "With decoder=greedy, also run beam search to compare.",
                         },
+                        "segment": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": (
+                                "The images are pages: find their lines and read them with the page model; "
+                                "each result has `lines` with htr-run --segment's jsonl fields (path, line, "
+                                "bbox, polygon, baseline, text, confidence) in reading order."
+                            ),
+                        },
                     },
                 }
             }
@@ -66,6 +75,7 @@ _RECOGNIZE_BODY = {
     "responses": {
         "400": {"description": "Not a multipart form, no files, or a bad option"},
         "408": {"description": "The request body did not arrive within the server's body timeout"},
+        "409": {"description": "segment=true, but this server has no model that reads lines (--page-model)"},
         "413": {"description": "Request body, file count or pixels over the server's limits"},
     },
 }
@@ -204,7 +214,8 @@ def create_app(service: RecognitionService, allowed_hosts: Sequence[str] | None 
             "Multipart form with one or more `files` fields. Options may also be given as "
             "query parameters. Each file gets its own result: text, confidence, per-character "
             "confidences and the greedy vs beam (or lexicon) comparison, or a one-line `error` "
-            "while the other files in the request still succeed."
+            "while the other files in the request still succeed. With `segment=true` the images "
+            "are pages: each result lists its `lines` (polygon, baseline, box, text, confidence)."
         ),
         openapi_extra=_RECOGNIZE_BODY,
     )
@@ -240,10 +251,15 @@ def create_app(service: RecognitionService, allowed_hosts: Sequence[str] | None 
         try:
             decoder = options.get("decoder", "greedy") or "greedy"
             beam_width = _int_option(options, "beam_width", DEFAULT_BEAM_WIDTH)
+            if _bool_option(options, "segment", False):
+                pages = await run_in_threadpool(partial(service.read_pages, uploads, decoder=decoder, beam_width=beam_width))
+                return _pages_response(service, pages, decoder, beam_width, begun)
             compare = _bool_option(options, "compare", True)
             results = await run_in_threadpool(
                 partial(service.recognise, uploads, decoder=decoder, beam_width=beam_width, compare=compare)
             )
+        except NoPageModel as err:
+            return _error(409, str(err))
         except RequestError as err:
             return _error(400, str(err))
         return JSONResponse(
@@ -262,6 +278,25 @@ def create_app(service: RecognitionService, allowed_hosts: Sequence[str] | None 
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
+
+
+def _pages_response(service: RecognitionService, pages: list[PageUploadResult], decoder: str, beam_width: int,
+                    begun: float) -> JSONResponse:
+    """The answer to segment=true: the page model, and per file its lines (or its error)."""
+    engine = service.page_engine or service.engine  # read_pages refused a server without a page model
+    return JSONResponse(
+        {
+            "model": engine.path.name,
+            "segment": True,
+            "decoder": decoder,
+            "beam_width": beam_width,
+            "count": len(pages),
+            "failed": sum(not p.ok for p in pages),
+            "lines": sum(len(p.page.lines) for p in pages if p.ok and p.page is not None),
+            "time_ms": round((time.perf_counter() - begun) * 1000, 3),
+            "results": [p.to_json() for p in pages],
+        }
+    )
 
 
 def _error(status: int, message: str) -> JSONResponse:

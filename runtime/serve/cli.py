@@ -55,6 +55,7 @@ def serve(
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     threads: ThreadsOpt = None,
     lexicon: Optional[Path] = typer.Option(None, "--lexicon", help="Lexicon for decoder=lexicon (default: the English word list)."),
+    page_model: str = typer.Option("auto", "--page-model", help="Model that reads the lines of pages (segment=true): auto = the served model if it reads lines (a space in its charset), else the bundled line model; a bundled name or PATH.onnx; none = no pages (409)."),
     log_level: LogLevel = typer.Option(LogLevel.info, "--log-level", help="uvicorn log level."),
     version: bool = version_option(),
 ) -> None:
@@ -68,7 +69,7 @@ def serve(
     from ..errors import HtrError
     from ..models import resolve_model
     from .limits import ServeLimits
-    from .service import RecognitionService
+    from .service import RecognitionService, page_engine_for
 
     try:
         limits = ServeLimits(
@@ -76,10 +77,12 @@ def serve(
             max_request_pixels=max_request_pixels, body_timeout=body_timeout,
         )
         engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
+        page_engine = page_engine_for(engine, page_model, provider=provider.value, threads=threads)
     except (HtrError, ValueError) as err:
         raise _fail(str(err))
-    service = RecognitionService(engine, limits, batch_size=batch_size, lexicon=lexicon)
-    sys.stderr.write(f"htr-serve: {engine.path.name} on {engine.providers[0]}; open http://{host}:{port}/\n")
+    service = RecognitionService(engine, limits, batch_size=batch_size, lexicon=lexicon, page_engine=page_engine)
+    pages = f"pages read by {page_engine.path.name}" if page_engine else "no page model (segment=true: 409)"
+    sys.stderr.write(f"htr-serve: {engine.path.name} on {engine.providers[0]}, {pages}; open http://{host}:{port}/\n")
     uvicorn.run(create_app(service, allowed_hosts=allowed_host), host=host, port=port, log_level=log_level.value)
 
 

@@ -10,6 +10,12 @@ semaphore lets at most `ServeLimits.max_concurrent` requests decode images and r
 inference at once, so the others wait in line instead of oversubscribing the CPU or
 holding decoded images in memory. Each request is batched
 on its own (all its images in as few model calls as the batch size allows).
+
+Pages (`read_pages`, `POST /v1/recognize?segment=true`) go through htr-run --segment's
+own stages: `PageReader.read_image` segments a page and reads its lines with the page
+model's `Recognizer`, and `serialize.line_records` gives each line's jsonl fields. The
+page model is the served model when it reads lines (its charset has a space), else the
+bundled line model (`page_engine_for`); a server without one answers 409.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from ..decoding.result import Decoded, Decoder
 from ..engine import Engine
 from ..errors import HtrError, ImageError
 from ..images import decode_image, sniff_format
+from ..models import bundled_models, resolve_model
+from ..pages import PageReader, PageResult
 from ..pipeline import Recognizer, decode
+from ..serialize import line_records
 from .limits import ServeLimits, image_size
 from .uploads import Upload
 
@@ -42,8 +51,45 @@ MAX_BEAM_WIDTH = 100
 #: Client file names are echoed back as labels, cut to this many characters.
 MAX_FILENAME_CHARS = 200
 
+#: `--page-model` values that are not a model: pick one (`page_engine_for`), or read no pages.
+PAGE_MODEL_AUTO, PAGE_MODEL_NONE = "auto", "none"
+
+
 class RequestError(ValueError):
     """A request option is invalid (unknown decoder, beam width out of range, ...)."""
+
+
+class NoPageModel(RequestError):
+    """segment=true on a server that has no model to read the lines of pages (409)."""
+
+
+def reads_lines(engine: Engine) -> bool:
+    """Whether a model can read whole lines: its charset has a space to separate words
+    (a word model, like the seed notebook's, has none)."""
+    return " " in engine.spec.charset
+
+
+def page_engine_for(engine: Engine, page_model: str = PAGE_MODEL_AUTO, **engine_options: Any) -> Engine | None:
+    """The engine that reads the lines of uploaded pages.
+
+    page_model: "auto" (the served `engine` if it reads lines, else the bundled line model,
+    else None), "none" (None: no page reading), or a bundled name or .onnx path (the
+    served engine itself when it is the same file). engine_options go to `Engine`.
+    Raises `HtrError` when a named model cannot be loaded.
+    """
+    if page_model == PAGE_MODEL_NONE:
+        return None
+    if page_model == PAGE_MODEL_AUTO:
+        if reads_lines(engine):
+            return engine
+        path = bundled_models().get("line")
+        if path is None:
+            return None
+    else:
+        path = resolve_model(page_model)
+    if path.resolve() == Path(engine.path).resolve():
+        return engine
+    return Engine(path, **engine_options)
 
 
 @dataclass(frozen=True)
@@ -96,6 +142,44 @@ class ImageResult:
         return out
 
 
+@dataclass(frozen=True)
+class PageUploadResult:
+    """The outcome for one uploaded page (segment=true).
+
+    filename: the client's name for the file (a label; also each line's `path`).
+    page: its lines, or None when the file failed before segmentation.
+    error: one line saying why the file failed, or None.
+    time_ms: decoding, segmenting and reading this page.
+    """
+
+    filename: str
+    page: PageResult | None = None
+    error: str | None = None
+    time_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object `POST /v1/recognize?segment=true` returns for this file: the
+        page's size and skew, and `lines` with exactly htr-run --segment's jsonl fields."""
+        out: dict[str, Any] = {"filename": self.filename, "ok": self.ok}
+        page = self.page
+        if page is not None and page.width:
+            out.update(width=page.width, height=page.height)
+        if not self.ok or page is None:
+            out["error"] = self.error
+            return out
+        out.update(
+            angle=round(float(page.angle), 3),
+            time_ms=round(self.time_ms, 3),
+            segment_ms=round(page.seconds_segment * 1000, 3),
+            lines=line_records(page),
+        )
+        return out
+
+
 class RecognitionService:
     """One recogniser, cached decoders and the request limits; `recognise` is thread-safe."""
 
@@ -105,12 +189,16 @@ class RecognitionService:
         limits: ServeLimits = ServeLimits(),
         batch_size: int = DEFAULT_BATCH_SIZE,
         lexicon: str | Path | None = None,
+        page_engine: Engine | None = None,
     ):
+        """page_engine: reads the lines of pages (segment=true); None: pages get 409
+        (see `page_engine_for`)."""
         self.engine = engine
+        self.page_engine = page_engine
         self.limits = limits
         self.batch_size = batch_size
         self.lexicon = None if lexicon is None else str(lexicon)
-        self._decoders: dict[tuple[str, int], Decoder] = {}
+        self._decoders: dict[tuple[str, int, str], Decoder] = {}
         self._decoders_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(limits.max_concurrent)
         self.started = time.time()
@@ -118,16 +206,18 @@ class RecognitionService:
         self.recognizer = Recognizer(engine, self.decoder("greedy"), batch_size=batch_size)
 
     # ---- decoders ---------------------------------------------------------------
-    def decoder(self, name: str, beam_width: int = DEFAULT_BEAM_WIDTH) -> Decoder:
-        """The decoder `name` (built once, then shared: decoding reads it only)."""
+    def decoder(self, name: str, beam_width: int = DEFAULT_BEAM_WIDTH, engine: Engine | None = None) -> Decoder:
+        """The decoder `name` for `engine`'s charset (default: the served model's; the page
+        model may have another), built once, then shared: decoding reads it only."""
+        engine = engine or self.engine
         if name not in DECODERS:
             raise RequestError(f"unknown decoder {name!r}: choose one of {', '.join(DECODERS)}")
         if not 1 <= beam_width <= MAX_BEAM_WIDTH:
             raise RequestError(f"beam_width must be between 1 and {MAX_BEAM_WIDTH}, got {beam_width}")
-        key = (name, 0 if name == "greedy" else beam_width)
+        key = (name, 0 if name == "greedy" else beam_width, str(engine.path))
         with self._decoders_lock:
             if key not in self._decoders:
-                spec = self.engine.spec
+                spec = engine.spec
                 options: dict[str, Any] = {}
                 if name != "greedy":
                     options["beam_width"] = beam_width
@@ -190,6 +280,42 @@ class RecognitionService:
                                          time_ms=load_ms + share, width=w, height=h)
         return [r for r in results if r is not None]
 
+    # ---- pages ------------------------------------------------------------------
+    def read_pages(
+        self, uploads: Sequence[Upload], decoder: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH
+    ) -> list[PageUploadResult]:
+        """Segment each uploaded page and read its lines with the page model and `decoder`;
+        a bad file gets an error result, the rest carry on. Raises `NoPageModel` when this
+        server has no page model, `RequestError` for bad options."""
+        if self.page_engine is None:
+            raise NoPageModel(
+                f"segment=true needs a model that reads lines and this server has none (it reads "
+                f"{self.engine.path.name}, a word model, and was started without a page model): "
+                "start htr-serve with --page-model line or --page-model PATH.onnx"
+            )
+        page_decoder = self.decoder(decoder, beam_width, self.page_engine)
+        recognizer = Recognizer(self.page_engine, page_decoder, batch_size=self.batch_size)
+        reader = PageReader(recognizer)
+        with self._slots:
+            return [self._read_page(reader, upload, i) for i, upload in enumerate(uploads)]
+
+    def _read_page(self, reader: PageReader, upload: Upload, index: int) -> PageUploadResult:
+        name = _label(upload.filename, index)
+        start = time.perf_counter()
+        try:
+            gray = self._decode(upload.data, name)
+        except HtrError as err:
+            return PageUploadResult(name, error=str(err))
+        page: PageResult | None = None
+        try:
+            page = reader.read_image(gray, name)
+            error = page.error
+        except HtrError as err:
+            error = str(err) if err.path else f"{name}: {err}"
+        except Exception as err:  # one page that breaks the segmenter must not fail the others
+            error = f"{name}: {type(err).__name__}: {' '.join(str(err).split())}"
+        return PageUploadResult(name, page, error, time_ms=(time.perf_counter() - start) * 1000)
+
     def _decode(self, data: bytes, name: str) -> np.ndarray:
         """Bytes -> grey image, refusing over-large images from their header first."""
         if sniff_format(data) is not None:
@@ -216,6 +342,7 @@ class RecognitionService:
             "dynamic_width": spec.dynamic_width,
             "metadata": json.loads(spec.to_json()),
             "decoders": list(DECODERS),
+            "page_model": None if self.page_engine is None else self.page_engine.path.name,
             "limits": {
                 "max_bytes": self.limits.max_bytes,
                 "max_files": self.limits.max_files,
