@@ -648,7 +648,7 @@ def test_page_view_in_headless_chromium(page_server, synth_page, tmp_path):
         png = base64.b64decode(shot["data"])
         assert png.startswith(b"\x89PNG")
         (tmp_path / "serve-page.png").write_bytes(png)
-        if os.environ.get("HTR_SERVE_PAGE_SCREENSHOT"):  # e.g. docs/serve-page.png for the README
+        if os.environ.get("HTR_SERVE_PAGE_SCREENSHOT"):  # the README's docs/serve-page.jpg is this, as JPEG
             Path(os.environ["HTR_SERVE_PAGE_SCREENSHOT"]).write_bytes(png)
     finally:
         browser.close()
