@@ -571,6 +571,24 @@ def test_segment_keeps_the_limits_and_options(page_server):
     assert info["page_model"] == "line.onnx" and info["file"] == "fixed.onnx"
 
 
+def test_pages_are_read_off_the_event_loop(page_server, synth_page):
+    """While a request of six pages is read, /healthz still answers promptly."""
+    _, jpg = synth_page
+    with ThreadPoolExecutor(1) as pool:
+        begun = time.monotonic()
+        pages = pool.submit(recognize, page_server, [(f"p{i}.jpg", jpg) for i in range(MAX_FILES)], segment="true")
+        waits = []  # how long each /healthz asked while the pages were being read took
+        while not pages.done():
+            start = time.monotonic()
+            assert get(page_server + "/healthz")[0] == 200
+            waits.append(time.monotonic() - start)
+            time.sleep(0.02)
+        status, doc = pages.result()
+        took = time.monotonic() - begun
+    assert status == 200 and doc["failed"] == 0 and doc["count"] == MAX_FILES
+    assert len(waits) >= 2 and max(waits) < took / 2, (waits, took)  # blocked, one would wait for the pages
+
+
 def test_segment_without_a_page_model_is_409(tiny_models, tmp_path):
     for url in _serve(tiny_models["fixed"], tmp_path / "server.log", extra=("--page-model", "none")):
         status, doc = recognize(url, [("page.png", encode(draw_word("ab"), ".png"))], segment="true")
