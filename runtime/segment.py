@@ -109,12 +109,17 @@ def segment_page(gray: np.ndarray, options: SegmentOptions = DEFAULT_OPTIONS) ->
     ink = ink_mask(small)
     if not ink.any():
         return Segmentation(width, height, 0.0, scale, ())
-    cleaned = _remove_noise(ink)[0]
+    if ink.size > 200_000:  # the skew is found on a copy half as big again (any ink in 2 x 2)
+        half = cv2.resize(ink, (ink.shape[1] // 2, ink.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        cleaned, first_h, _ = _remove_noise(cv2.threshold(half, 0, 255, cv2.THRESH_BINARY)[1])
+        first_h *= 2
+    else:
+        cleaned, first_h, _ = _remove_noise(ink)
     angle = estimate_skew(cleaned, options.max_skew_deg)
     rot = _rotation(small.shape, angle)
     upright = cv2.warpAffine(ink, rot, (small.shape[1], small.shape[0]), flags=cv2.INTER_NEAREST, borderValue=0)
     # ruling is removed once levelled (a tilted rule breaks into short runs)
-    upright, text_h, labels = _remove_noise(_remove_ruling(upright))
+    upright, text_h, labels = _remove_noise(_remove_ruling(upright, first_h))
     lines = _find_lines(upright, text_h, labels, options)
     # map from the deskewed small frame back to the page: undo the rotation, then the scale
     back = cv2.invertAffineTransform(rot)
@@ -129,10 +134,9 @@ def normalise_background(gray: np.ndarray, kernel: int = 21) -> np.ndarray:
     """Divide the page by its paper (a dilation wider than any stroke, then blurred): paper
     becomes 255 whatever the light, ink keeps its contrast. uint8."""
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel, kernel))
-    paper = cv2.dilate(gray, k)
-    paper = cv2.blur(paper, (kernel, kernel)).astype(np.float32)
-    out = gray.astype(np.float32) * 255.0 / np.maximum(paper, 1.0)
-    result: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    paper = cv2.blur(cv2.dilate(gray, k), (kernel, kernel))
+    paper = cv2.max(paper, 1)
+    result: np.ndarray = cv2.divide(gray, paper, scale=255.0)  # uint8, saturated at 255
     return result
 
 
@@ -143,10 +147,12 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     otsu, _ = cv2.threshold(norm, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Clamp: on a blank page Otsu splits the paper's own noise; ink is far darker than that.
     threshold = float(np.clip(otsu, 90, 190))
-    return np.where(norm < threshold, 255, 0).astype(np.uint8)
+    # ink: below the threshold (a whole grey level, so "<= threshold - 1")
+    mask: np.ndarray = cv2.threshold(norm, math.ceil(threshold) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+    return mask
 
 
-def _remove_ruling(ink: np.ndarray) -> np.ndarray:
+def _remove_ruling(ink: np.ndarray, text_h: float = 0.0) -> np.ndarray:
     """Remove ruled lines and margin lines: runs of ink far longer than any letter.
 
     The mask is first thickened across the run (3 px), so a rule that still drifts a pixel
@@ -154,10 +160,11 @@ def _remove_ruling(ink: np.ndarray) -> np.ndarray:
     the runs found is removed. A horizontal run with writing both just above and just below
     it along most of its length is a stroke through the words (crossed-out writing), not a
     rule: it stays, or the letters it crosses would be cut in two halves that read as two
-    lines.
+    lines. `text_h`: the writing's scale if known (a page's; 0: measured here).
     """
     h, w = ink.shape
     out = ink
+    bridged = None
     # a page's rules are a tenth of its width at least; an image of a single line is
     # narrow, and its rule (all its writing sits on it) is still far longer than a letter
     narrow = w // 10 < 40
@@ -165,30 +172,33 @@ def _remove_ruling(ink: np.ndarray) -> np.ndarray:
     for length, horizontal in ((wide if wide <= 0.9 * w else 0, True), (h // 10, False)):
         if length < 40:
             continue
-        across = (1, 3) if horizontal else (3, 1)  # (width, height) of the kernels
+        if bridged is None:  # 3 pixels along the run and 3 across (the same both ways)
+            bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
         along = (length, 1) if horizontal else (1, length)
-        bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 1) if horizontal else (1, 3)))
-        bridged = cv2.dilate(bridged, cv2.getStructuringElement(cv2.MORPH_RECT, across))
         runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
-        if not runs.any():
+        if not cv2.countNonZero(runs):
             continue
         if horizontal:
-            runs = _without_strikes(ink, runs, narrow)
+            runs = _without_strikes(ink, runs, narrow, text_h)
         out = cv2.bitwise_and(out, cv2.bitwise_not(runs))
     return out
 
 
-def _without_strikes(ink: np.ndarray, runs: np.ndarray, narrow: bool) -> np.ndarray:
+def _without_strikes(ink: np.ndarray, runs: np.ndarray, narrow: bool, text_h: float) -> np.ndarray:
     """`runs` less those that are not rules: strokes through words (ink within a letter's
     height both above and below them in more than half of their columns), and, in a
     `narrow` image (where a run need only be 40 pixels long), runs no thinner than the
     letters (small joined-up writing). The letter's height is measured on the ink the runs
-    leave, as a stroke through the words or a rule they sit on joins them all into one piece."""
+    leave, as a stroke through the words or a rule they sit on joins them all into one piece
+    (on a page, with many pieces, `text_h` measured before is as good and costs nothing)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
     rest = cv2.bitwise_and(ink, cv2.bitwise_not(runs))
-    m, _, pieces, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
-    tall = pieces[1:, cv2.CC_STAT_HEIGHT][pieces[1:, cv2.CC_STAT_AREA] >= 4]
-    d = max(3, int(np.median(tall))) if tall.size else 3
+    if text_h > 0 and ink.size > 200_000:
+        d = max(3, int(text_h))
+    else:
+        _, _, pieces, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+        tall = pieces[1:, cv2.CC_STAT_HEIGHT][pieces[1:, cv2.CC_STAT_AREA] >= 4]
+        d = max(3, int(np.median(tall))) if tall.size else 3
     h = ink.shape[0]
     out = runs
     for i in range(1, n):
@@ -245,7 +255,8 @@ def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     if not keep.any():
         return np.zeros_like(ink), 0.0, labels
     kept = heights[keep[1:]]
-    return np.where(keep[labels], 255, 0).astype(np.uint8), float(np.median(kept)), labels
+    lut = np.where(keep, 255, 0).astype(np.uint8)  # one lookup per pixel, uint8 out
+    return lut[labels], float(np.median(kept)), labels
 
 
 # --------------------------------------------------------------------------- skew
@@ -256,9 +267,9 @@ def estimate_skew(ink: np.ndarray, max_deg: float = 5.0) -> float:
     ys, xs = np.nonzero(ink)
     if ys.size < 10:
         return 0.0
-    if ys.size > 60_000:  # a sample is enough for the profile's shape
-        pick = np.random.default_rng(0).choice(ys.size, 60_000, replace=False)
-        ys, xs = ys[pick], xs[pick]
+    if ys.size > 30_000:  # a sample is enough for the profile's shape (every k-th pixel)
+        k = -(-ys.size // 30_000)
+        ys, xs = ys[::k], xs[::k]
     xs = xs.astype(np.float32) - ink.shape[1] / 2.0
     ys = ys.astype(np.float32)
 
@@ -341,27 +352,31 @@ def _separating_paths(cost: np.ndarray, peaks: list[int]) -> np.ndarray:
     mid = (tops + bottoms - 1) / 2.0
     half = np.maximum((bottoms - tops) / 2.0, 1.0)
     centre = 0.5 * ((rows - mid[:, None]) / half[:, None]) ** 2
-    local = np.ascontiguousarray((cost[rows, :] + centre[:, :, None]).transpose(2, 0, 1))  # (w, n, band)
-    local[:, ~valid] = np.inf
-    acc = local[0].copy()
-    back = np.zeros((w, n, band), np.int8)
-    up = np.empty_like(acc)
-    down = np.empty_like(acc)
+    local = np.ascontiguousarray((cost[rows, :] + centre[:, :, None].astype(np.float32)).transpose(2, 0, 1))
+    local[:, ~valid] = np.inf  # (w, n, band) float32
+    # forward: acc[x] = local[x] + the least of acc[x - 1] one row up, level, one row down
+    # (three array operations a column, on rows padded with inf; the moves are recovered
+    # on the way back)
+    acc = np.full((w, n, band + 2), np.inf, np.float32)
+    acc[0, :, 1:-1] = local[0]
+    best = np.empty((n, band), np.float32)
     for x in range(1, w):
-        up[:, 0] = np.inf
-        up[:, 1:] = acc[:, :-1]  # from the row above
-        down[:, -1] = np.inf
-        down[:, :-1] = acc[:, 1:]  # from the row below
-        best = np.minimum(np.minimum(up, acc), down)
-        back[x] = np.where(best == acc, 0, np.where(best == up, -1, 1))
-        acc = best + local[x]
+        prev = acc[x - 1]
+        np.minimum(prev[:, :-2], prev[:, 1:-1], out=best)
+        np.minimum(best, prev[:, 2:], out=best)
+        np.add(best, local[x], out=acc[x, :, 1:-1])
+    # back: from each path's cheapest end, the move that gave the least (level first, then
+    # up, then down on ties, as a forward pass keeping its choices would have it)
     path = np.zeros((n, w), np.int64)
-    idx = np.argmin(acc, axis=1)
-    lanes = np.arange(n)
-    for x in range(w - 1, -1, -1):
+    idx = np.argmin(acc[-1, :, 1:-1], axis=1) + 1  # padded row
+    lanes = np.arange(n)[:, None]
+    moves = np.array([0, -1, 1])
+    offsets = np.array([0, -1, 1])[None, :]
+    for x in range(w - 1, 0, -1):
         path[:, x] = idx
-        if x:
-            idx = idx + back[x, lanes, idx]
+        idx = idx + moves[np.argmin(acc[x - 1][lanes, idx[:, None] + offsets], axis=1)]
+    path[:, 0] = idx
+    path -= 1
     return tops[:, None] + path
 
 
@@ -370,8 +385,7 @@ def _find_lines(ink: np.ndarray, text_h: float, labels: np.ndarray, options: Seg
     h, w = ink.shape
     if text_h <= 0:
         return []
-    binary = (ink > 0).astype(np.float32)
-    peaks = _line_peaks(binary.sum(axis=1), text_h)
+    peaks = _line_peaks(np.count_nonzero(ink, axis=1).astype(np.float64), text_h)
     if not peaks:
         return []
     # seams on a coarser grid of columns: `step` pixels per column is plenty for a path
@@ -430,12 +444,16 @@ def _assign(ys: np.ndarray, xs: np.ndarray, comp: np.ndarray, cost: np.ndarray, 
     top_edge = np.full((1, cols), -1, np.int64)
     bottom_edge = np.full((1, cols), h, np.int64)
     bounds = np.vstack([top_edge, seams, bottom_edge])  # line k lies between bounds[k] and bounds[k+1]
-    # which line each ink pixel belongs to
+    # which line each ink pixel belongs to: the number of paths above it in its column,
+    # read from a table of (row, coarse column) built once
     cx = xs // step
-    owner = np.zeros(ys.size, np.int64)
-    for k in range(1, len(bounds) - 1):
-        owner += ys > bounds[k][cx]
-    order = np.argsort(owner, kind="stable")
+    if len(seams):
+        marks = np.zeros((h + 1, cols), np.int32)
+        np.add.at(marks, (np.clip(seams + 1, 0, h), np.broadcast_to(np.arange(cols), seams.shape)), 1)
+        owner = np.cumsum(marks, axis=0, dtype=np.int32)[ys, cx]
+    else:
+        owner = np.zeros(ys.size, np.int32)
+    order = np.argsort(owner.astype(np.int16), kind="stable")  # a radix sort for 16-bit keys
     ys, xs, comp, owner = ys[order], xs[order], comp[order], owner[order]
     starts = np.searchsorted(owner, np.arange(len(peaks) + 1))
     # the first and last lines have no path on their far side: keep them as tall as the rest
@@ -469,7 +487,7 @@ def _fragments(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> set[in
     neighbour's) within 1.5 x-heights of the neighbour's densest band. Descenders cut off
     by a rule under the writing, the bar of a tall capital, accents and dots: they would
     otherwise read as a line of their own when the image is a single line."""
-    info = []
+    info: list[tuple[int, int, int, int, int] | None] = []
     for ly, _, _ in parts:
         if ly.size < 4:
             info.append(None)
@@ -605,23 +623,34 @@ def cut_lines(gray: np.ndarray, segmentation: Segmentation, margin: int = 4,
 def _whiten(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Paper to white (a gain from the crop's bright pixels), outside `mask` to white, and
     long horizontal rules removed."""
-    inside = crop[mask > 0]
-    sample = inside[:: max(1, inside.size // 20_000)] if inside.size else crop.ravel()
-    paper = float(np.percentile(sample, 90)) if sample.size else 255.0
+    # the paper's level: the 90th percentile of the polygon's pixels (every third row and
+    # column is plenty for it)
+    sub, inside = np.ascontiguousarray(crop[::3, ::3]), np.ascontiguousarray(mask[::3, ::3])
+    hist = cv2.calcHist([sub], [0], inside, [256], [0, 256]).ravel()
+    if hist.sum() <= 0:
+        hist = cv2.calcHist([sub], [0], None, [256], [0, 256]).ravel()
+    cumulative = np.cumsum(hist)
+    paper = float(np.searchsorted(cumulative, 0.9 * cumulative[-1])) if cumulative[-1] > 0 else 255.0
     gain = 255.0 / max(paper, 32.0)
     level: np.ndarray = cv2.convertScaleAbs(crop, alpha=gain)
-    level[mask == 0] = 255
-    ink = np.where(level < 200, 255, 0).astype(np.uint8)
-    # rules: ink runs across a quarter of the line, looked for on a copy 8x narrower
-    cols = crop.shape[1] // 8
+    cv2.bitwise_or(level, cv2.bitwise_not(mask), dst=level)  # outside the polygon: 255
+    # rules: ink runs across a quarter of the line, looked for on a copy 8x narrower (a
+    # group of 8 columns is ink where its mean is dark: most of it inked, a gap of a pixel
+    # or two in a faint rule bridged), a row up and down bridged where the rule drifts
+    height, width = crop.shape
+    cols = width // 8
     length = cols // 4
     if length >= 8:
-        bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-        narrow = cv2.resize(bridged, (cols, crop.shape[0]), interpolation=cv2.INTER_AREA)
-        narrow = np.where(narrow > 127, 255, 0).astype(np.uint8)
+        narrow = cv2.resize(level, (cols, height), interpolation=cv2.INTER_AREA)
+        narrow = cv2.threshold(narrow, 199, 255, cv2.THRESH_BINARY_INV)[1]
+        narrow = cv2.dilate(narrow, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3)))
         runs = cv2.morphologyEx(narrow, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
-        if runs.any():
-            runs = cv2.resize(runs, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST)
+        rows = np.nonzero(runs.max(axis=1))[0]
+        if rows.size:
+            # only the rows the rules are on are looked at in full
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            band = cv2.resize(runs[r0:r1], (width, r1 - r0), interpolation=cv2.INTER_NEAREST)
+            ink = cv2.threshold(level[r0:r1], 199, 255, cv2.THRESH_BINARY_INV)[1]
             # a rule is a few pixels tall; the strokes that cross it keep their ink above and below
-            level[(runs > 0) & (ink > 0)] = 255
+            cv2.max(level[r0:r1], cv2.bitwise_and(band, ink), dst=level[r0:r1])
     return level
