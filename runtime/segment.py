@@ -271,22 +271,21 @@ def estimate_skew(ink: np.ndarray, max_deg: float = 5.0) -> float:
         k = -(-ys.size // 30_000)
         ys, xs = ys[::k], xs[::k]
     xs = xs.astype(np.float32) - ink.shape[1] / 2.0
-    ys = ys.astype(np.float32)
+    # rows shifted down by the most any tilt searched can lift a pixel: never negative
+    ys = ys.astype(np.float32) + (float(np.abs(xs).max()) * math.tan(math.radians(max_deg + 1.0)) + 1.0)
 
     def sharpness(deg: float) -> float:
-        t = math.radians(deg)
         # row each pixel falls in once the page is turned by -deg (the writing levelled)
-        rows = ys + xs * math.tan(t)
-        hist = np.bincount(np.clip(rows - rows.min(), 0, None).astype(np.int64))
+        rows = (ys + xs * math.tan(math.radians(deg))).astype(np.intp)
+        hist = np.bincount(rows)
         return float(np.dot(hist, hist))
 
-    best = 0.0
     step = 0.5
     candidates = np.arange(-max_deg, max_deg + 1e-6, step)
     best = max(candidates, key=sharpness)
-    for _ in range(2):  # refine around the best
+    for _ in range(2):  # refine around the best, a quarter of the step, two steps either way
         step /= 4
-        candidates = best + step * np.arange(-4, 5)
+        candidates = best + step * np.arange(-2, 3)
         best = max(candidates, key=sharpness)
     return float(best)
 
