@@ -157,10 +157,10 @@ def _remove_ruling(ink: np.ndarray, text_h: float = 0.0) -> np.ndarray:
 
     The mask is first thickened across the run (3 px), so a rule that still drifts a pixel
     over its length, or breaks up where it is faint, reads as one run; only the ink under
-    the runs found is removed. A horizontal run with writing both just above and just below
-    it along most of its length is a stroke through the words (crossed-out writing), not a
-    rule: it stays, or the letters it crosses would be cut in two halves that read as two
-    lines. `text_h`: the writing's scale if known (a page's; 0: measured here).
+    the runs found is removed. In a strip (an image of a line), a horizontal run with writing
+    both just above and just below it along most of its length is a stroke through the words
+    (crossed-out writing), not a rule: it stays, or the letters it crosses would be cut in
+    two halves that read as two lines. `text_h`: the writing's scale if known (a page's; 0: measured here).
     """
     h, w = ink.shape
     out = ink
@@ -178,7 +178,10 @@ def _remove_ruling(ink: np.ndarray, text_h: float = 0.0) -> np.ndarray:
         runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
         if not cv2.countNonZero(runs):
             continue
-        if horizontal:
+        if horizontal and 3 * h <= w:
+            # a strip (a line's image): a stroke through its words is no rule. Not on a page:
+            # there a rule the writing drifts across, broken by the page's own warp into
+            # pieces, reads the same, and a rule left in costs more than a struck word split
             runs = _without_strikes(ink, runs, narrow, text_h)
         out = cv2.bitwise_and(out, cv2.bitwise_not(runs))
     return out
