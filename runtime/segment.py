@@ -267,15 +267,15 @@ def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
 
 def estimate_skew(ink: np.ndarray, max_deg: float = 5.0) -> float:
     """The skew angle in degrees whose horizontal projection of the ink is sharpest."""
-    ys, xs = np.nonzero(ink)
-    if ys.size < 10:
+    iy, ix = np.nonzero(ink)
+    if iy.size < 10:
         return 0.0
-    if ys.size > 30_000:  # a sample is enough for the profile's shape (every k-th pixel)
-        k = -(-ys.size // 30_000)
-        ys, xs = ys[::k], xs[::k]
-    xs = xs.astype(np.float32) - ink.shape[1] / 2.0
+    if iy.size > 30_000:  # a sample is enough for the profile's shape (every k-th pixel)
+        k = -(-iy.size // 30_000)
+        iy, ix = iy[::k], ix[::k]
+    xs = ix.astype(np.float32) - ink.shape[1] / 2.0
     # rows shifted down by the most any tilt searched can lift a pixel: never negative
-    ys = ys.astype(np.float32) + (float(np.abs(xs).max()) * math.tan(math.radians(max_deg + 1.0)) + 1.0)
+    ys = iy.astype(np.float32) + (float(np.abs(xs).max()) * math.tan(math.radians(max_deg + 1.0)) + 1.0)
 
     def sharpness(deg: float) -> float:
         # row each pixel falls in once the page is turned by -deg (the writing levelled)
