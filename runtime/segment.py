@@ -5,15 +5,19 @@ The steps, on a copy scaled down to at most `SegmentOptions.max_pixels` pixels:
 1. background normalisation (divide by a dilated, blurred paper estimate) so uneven light,
    vignetting and stains do not change the threshold; then Otsu, clamped so a blank page
    stays blank;
-2. clean-up: ruling (long thin horizontal and vertical runs), specks, and dark bands that
-   touch the border (table, scanner edge) are removed from the ink mask;
+2. clean-up: ruling (long thin horizontal and vertical runs; a stroke through words is
+   kept), specks, and dark bands that touch the border (table, scanner edge) are removed
+   from the ink mask;
 3. deskew: the angle whose horizontal projection of the ink pixels is sharpest;
 4. in the deskewed frame, the smoothed horizontal projection gives one peak per line;
 5. between neighbouring peaks, a separating path (a seam found by dynamic programming
    through the ink cost, at most one row up or down per step) so that an ascender that
    touches the descender above is given to its own line;
-6. each line's region is the band between its two paths, tightened to its ink; its
-   outline (polygon), baseline and bounding box are mapped back to page coordinates.
+6. a 'line' that is a little ink next to a neighbour's writing (descenders cut off by a
+   rule, the bar of a tall capital) is given to that neighbour and the paths are found again;
+7. each line's region is the band between its two paths, tightened to its ink (specks far
+   above or below it left out); its outline (polygon), baseline and bounding box are mapped
+   back to page coordinates.
 
 `cut_lines` cuts each line out of the full-resolution page along its polygon (other lines
 masked to paper), deskewed, for the line model.
@@ -105,12 +109,18 @@ def segment_page(gray: np.ndarray, options: SegmentOptions = DEFAULT_OPTIONS) ->
     ink = ink_mask(small)
     if not ink.any():
         return Segmentation(width, height, 0.0, scale, ())
-    angle = estimate_skew(_remove_noise(ink)[0], options.max_skew_deg)
+    if ink.size > 200_000:  # the skew is found on a copy half as big again (any ink in 2 x 2)
+        half = cv2.resize(ink, (ink.shape[1] // 2, ink.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        cleaned, first_h, _ = _remove_noise(cv2.threshold(half, 0, 255, cv2.THRESH_BINARY)[1])
+        first_h *= 2
+    else:
+        cleaned, first_h, _ = _remove_noise(ink)
+    angle = estimate_skew(cleaned, options.max_skew_deg)
     rot = _rotation(small.shape, angle)
     upright = cv2.warpAffine(ink, rot, (small.shape[1], small.shape[0]), flags=cv2.INTER_NEAREST, borderValue=0)
     # ruling is removed once levelled (a tilted rule breaks into short runs)
-    upright, text_h = _remove_noise(_remove_ruling(upright))
-    lines = _find_lines(upright, text_h, options)
+    upright, text_h, labels = _remove_noise(_remove_ruling(upright, first_h))
+    lines = _find_lines(upright, text_h, labels, options)
     # map from the deskewed small frame back to the page: undo the rotation, then the scale
     back = cv2.invertAffineTransform(rot)
     found = tuple(_to_page(polygon, baseline, back, scale, width, height) for polygon, baseline in lines)
@@ -124,10 +134,9 @@ def normalise_background(gray: np.ndarray, kernel: int = 21) -> np.ndarray:
     """Divide the page by its paper (a dilation wider than any stroke, then blurred): paper
     becomes 255 whatever the light, ink keeps its contrast. uint8."""
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel, kernel))
-    paper = cv2.dilate(gray, k)
-    paper = cv2.blur(paper, (kernel, kernel)).astype(np.float32)
-    out = gray.astype(np.float32) * 255.0 / np.maximum(paper, 1.0)
-    result: np.ndarray = np.clip(out, 0, 255).astype(np.uint8)
+    paper = cv2.blur(cv2.dilate(gray, k), (kernel, kernel))
+    paper = cv2.max(paper, 1)
+    result: np.ndarray = cv2.divide(gray, paper, scale=255.0)  # uint8, saturated at 255
     return result
 
 
@@ -138,41 +147,92 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     otsu, _ = cv2.threshold(norm, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Clamp: on a blank page Otsu splits the paper's own noise; ink is far darker than that.
     threshold = float(np.clip(otsu, 90, 190))
-    return np.where(norm < threshold, 255, 0).astype(np.uint8)
+    # ink: below the threshold (a whole grey level, so "<= threshold - 1")
+    mask: np.ndarray = cv2.threshold(norm, math.ceil(threshold) - 1, 255, cv2.THRESH_BINARY_INV)[1]
+    return mask
 
 
-def _remove_ruling(ink: np.ndarray) -> np.ndarray:
+def _remove_ruling(ink: np.ndarray, text_h: float = 0.0) -> np.ndarray:
     """Remove ruled lines and margin lines: runs of ink far longer than any letter.
 
     The mask is first thickened across the run (3 px), so a rule that still drifts a pixel
     over its length, or breaks up where it is faint, reads as one run; only the ink under
-    the runs found is removed.
+    the runs found is removed. In a strip (an image of a line), a horizontal run with writing
+    both just above and just below it along most of its length is a stroke through the words
+    (crossed-out writing), not a rule: it stays, or the letters it crosses would be cut in
+    two halves that read as two lines. `text_h`: the writing's scale if known (a page's; 0: measured here).
     """
     h, w = ink.shape
     out = ink
-    for length, horizontal in ((w // 10, True), (h // 10, False)):
+    bridged = None
+    # a page's rules are a tenth of its width at least; an image of a single line is
+    # narrow, and its rule (all its writing sits on it) is still far longer than a letter
+    narrow = w // 10 < 40
+    wide = max(w // 10, 40)
+    for length, horizontal in ((wide if wide <= 0.9 * w else 0, True), (h // 10, False)):
         if length < 40:
             continue
-        across = (1, 3) if horizontal else (3, 1)  # (width, height) of the kernels
+        if bridged is None:  # 3 pixels along the run and 3 across (the same both ways)
+            bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
         along = (length, 1) if horizontal else (1, length)
-        bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 1) if horizontal else (1, 3)))
-        bridged = cv2.dilate(bridged, cv2.getStructuringElement(cv2.MORPH_RECT, across))
         runs = cv2.morphologyEx(bridged, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
-        if runs.any():
-            out = cv2.bitwise_and(out, cv2.bitwise_not(runs))
+        if not cv2.countNonZero(runs):
+            continue
+        if horizontal and 3 * h <= w:
+            # a strip (a line's image): a stroke through its words is no rule. Not on a page:
+            # there a rule the writing drifts across, broken by the page's own warp into
+            # pieces, reads the same, and a rule left in costs more than a struck word split
+            runs = _without_strikes(ink, runs, narrow, text_h)
+        out = cv2.bitwise_and(out, cv2.bitwise_not(runs))
     return out
 
 
-def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float]:
+def _without_strikes(ink: np.ndarray, runs: np.ndarray, narrow: bool, text_h: float) -> np.ndarray:
+    """`runs` less those that are not rules: strokes through words (ink within a letter's
+    height both above and below them in more than half of their columns), and, in a
+    `narrow` image (where a run need only be 40 pixels long), runs no thinner than the
+    letters (small joined-up writing). The letter's height is measured on the ink the runs
+    leave, as a stroke through the words or a rule they sit on joins them all into one piece
+    (on a page, with many pieces, `text_h` measured before is as good and costs nothing)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+    rest = cv2.bitwise_and(ink, cv2.bitwise_not(runs))
+    if text_h > 0 and ink.size > 200_000:
+        d = max(3, int(text_h))
+    else:
+        _, _, pieces, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+        tall = pieces[1:, cv2.CC_STAT_HEIGHT][pieces[1:, cv2.CC_STAT_AREA] >= 4]
+        d = max(3, int(np.median(tall))) if tall.size else 3
+    h = ink.shape[0]
+    out = runs
+    for i in range(1, n):
+        x, y, cw, ch = stats[i, :4]
+        mine = labels[y : y + ch, x : x + cw] == i
+        if not (narrow and np.median(mine.sum(axis=0)) >= d):
+            above = rest[max(0, y - d) : y, x : x + cw].any(axis=0)
+            below = rest[y + ch : min(h, y + ch + d), x : x + cw].any(axis=0)
+            if np.mean(above & below) <= 0.5:
+                continue
+            # a stroke through words starts and ends in them; a rule runs on past the writing
+            written = np.nonzero(above | below)[0]
+            if written[0] > 2 * d or cw - 1 - written[-1] > 2 * d:
+                continue
+        if out is runs:
+            out = runs.copy()
+        out[y : y + ch, x : x + cw][mine] = 0
+    return out
+
+
+def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Drop specks, and on page-like images dark bands along the border (table, scanner edge).
 
-    Returns the cleaned mask and the text's scale: the median height of its components
-    (about a letter, or a word of joined-up writing); 0 when no ink is left.
+    Returns the cleaned mask, the text's scale: the median height of its components
+    (about a letter, or a word of joined-up writing; 0 when no ink is left), and the
+    components' labels (int32, valid where the mask is set).
     """
     h, w = ink.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if n <= 1:
-        return ink, 0.0
+        return ink, 0.0, labels
     areas = stats[1:, cv2.CC_STAT_AREA]
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     widths = stats[1:, cv2.CC_STAT_WIDTH]
@@ -196,9 +256,10 @@ def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float]:
         blob = (areas > 0.5 * cw * heights) & (heights > 1.5 * text_h) & (cw < 4 * heights)
         keep[1:] &= ~blob
     if not keep.any():
-        return np.zeros_like(ink), 0.0
+        return np.zeros_like(ink), 0.0, labels
     kept = heights[keep[1:]]
-    return np.where(keep[labels], 255, 0).astype(np.uint8), float(np.median(kept))
+    lut = np.where(keep, 255, 0).astype(np.uint8)  # one lookup per pixel, uint8 out
+    return lut[labels], float(np.median(kept)), labels
 
 
 # --------------------------------------------------------------------------- skew
@@ -206,29 +267,28 @@ def _remove_noise(ink: np.ndarray) -> tuple[np.ndarray, float]:
 
 def estimate_skew(ink: np.ndarray, max_deg: float = 5.0) -> float:
     """The skew angle in degrees whose horizontal projection of the ink is sharpest."""
-    ys, xs = np.nonzero(ink)
-    if ys.size < 10:
+    iy, ix = np.nonzero(ink)
+    if iy.size < 10:
         return 0.0
-    if ys.size > 60_000:  # a sample is enough for the profile's shape
-        pick = np.random.default_rng(0).choice(ys.size, 60_000, replace=False)
-        ys, xs = ys[pick], xs[pick]
-    xs = xs.astype(np.float32) - ink.shape[1] / 2.0
-    ys = ys.astype(np.float32)
+    if iy.size > 30_000:  # a sample is enough for the profile's shape (every k-th pixel)
+        k = -(-iy.size // 30_000)
+        iy, ix = iy[::k], ix[::k]
+    xs = ix.astype(np.float32) - ink.shape[1] / 2.0
+    # rows shifted down by the most any tilt searched can lift a pixel: never negative
+    ys = iy.astype(np.float32) + (float(np.abs(xs).max()) * math.tan(math.radians(max_deg + 1.0)) + 1.0)
 
     def sharpness(deg: float) -> float:
-        t = math.radians(deg)
         # row each pixel falls in once the page is turned by -deg (the writing levelled)
-        rows = ys + xs * math.tan(t)
-        hist = np.bincount(np.clip(rows - rows.min(), 0, None).astype(np.int64))
+        rows = (ys + xs * math.tan(math.radians(deg))).astype(np.intp)
+        hist = np.bincount(rows)
         return float(np.dot(hist, hist))
 
-    best = 0.0
     step = 0.5
     candidates = np.arange(-max_deg, max_deg + 1e-6, step)
     best = max(candidates, key=sharpness)
-    for _ in range(2):  # refine around the best
+    for _ in range(2):  # refine around the best, a quarter of the step, two steps either way
         step /= 4
-        candidates = best + step * np.arange(-4, 5)
+        candidates = best + step * np.arange(-2, 3)
         best = max(candidates, key=sharpness)
     return float(best)
 
@@ -294,37 +354,40 @@ def _separating_paths(cost: np.ndarray, peaks: list[int]) -> np.ndarray:
     mid = (tops + bottoms - 1) / 2.0
     half = np.maximum((bottoms - tops) / 2.0, 1.0)
     centre = 0.5 * ((rows - mid[:, None]) / half[:, None]) ** 2
-    local = np.ascontiguousarray((cost[rows, :] + centre[:, :, None]).transpose(2, 0, 1))  # (w, n, band)
-    local[:, ~valid] = np.inf
-    acc = local[0].copy()
-    back = np.zeros((w, n, band), np.int8)
-    up = np.empty_like(acc)
-    down = np.empty_like(acc)
+    local = np.ascontiguousarray((cost[rows, :] + centre[:, :, None].astype(np.float32)).transpose(2, 0, 1))
+    local[:, ~valid] = np.inf  # (w, n, band) float32
+    # forward: acc[x] = local[x] + the least of acc[x - 1] one row up, level, one row down
+    # (three array operations a column, on rows padded with inf; the moves are recovered
+    # on the way back)
+    acc = np.full((w, n, band + 2), np.inf, np.float32)
+    acc[0, :, 1:-1] = local[0]
+    best = np.empty((n, band), np.float32)
     for x in range(1, w):
-        up[:, 0] = np.inf
-        up[:, 1:] = acc[:, :-1]  # from the row above
-        down[:, -1] = np.inf
-        down[:, :-1] = acc[:, 1:]  # from the row below
-        best = np.minimum(np.minimum(up, acc), down)
-        back[x] = np.where(best == acc, 0, np.where(best == up, -1, 1))
-        acc = best + local[x]
+        prev = acc[x - 1]
+        np.minimum(prev[:, :-2], prev[:, 1:-1], out=best)
+        np.minimum(best, prev[:, 2:], out=best)
+        np.add(best, local[x], out=acc[x, :, 1:-1])
+    # back: from each path's cheapest end, the move that gave the least (level first, then
+    # up, then down on ties, as a forward pass keeping its choices would have it)
     path = np.zeros((n, w), np.int64)
-    idx = np.argmin(acc, axis=1)
-    lanes = np.arange(n)
-    for x in range(w - 1, -1, -1):
+    idx = np.argmin(acc[-1, :, 1:-1], axis=1) + 1  # padded row
+    lanes = np.arange(n)[:, None]
+    moves = np.array([0, -1, 1])
+    offsets = np.array([0, -1, 1])[None, :]
+    for x in range(w - 1, 0, -1):
         path[:, x] = idx
-        if x:
-            idx = idx + back[x, lanes, idx]
+        idx = idx + moves[np.argmin(acc[x - 1][lanes, idx[:, None] + offsets], axis=1)]
+    path[:, 0] = idx
+    path -= 1
     return tops[:, None] + path
 
 
-def _find_lines(ink: np.ndarray, text_h: float, options: SegmentOptions) -> list[tuple[np.ndarray, np.ndarray]]:
+def _find_lines(ink: np.ndarray, text_h: float, labels: np.ndarray, options: SegmentOptions) -> list[tuple[np.ndarray, np.ndarray]]:
     """(polygon, baseline) of each line in the deskewed frame, float (x, y) arrays, top to bottom."""
     h, w = ink.shape
     if text_h <= 0:
         return []
-    binary = (ink > 0).astype(np.float32)
-    peaks = _line_peaks(binary.sum(axis=1), text_h)
+    peaks = _line_peaks(np.count_nonzero(ink, axis=1).astype(np.float64), text_h)
     if not peaks:
         return []
     # seams on a coarser grid of columns: `step` pixels per column is plenty for a path
@@ -335,37 +398,19 @@ def _find_lines(ink: np.ndarray, text_h: float, options: SegmentOptions) -> list
     # any ink in a group of `step` columns (area resampling with an integer factor is fast)
     coarse = (cv2.resize(padded, (cols, h), interpolation=cv2.INTER_AREA) > 0).astype(np.float32)
     cost = cv2.GaussianBlur(coarse, (0, 0), sigmaX=1.0, sigmaY=max(1.0, text_h / 8)) * 4.0 + coarse * 8.0
-    if len(peaks) > 1:
-        seams = _separating_paths(cost, peaks)
-    else:
-        seams = np.zeros((0, cols), np.int64)
-    top_edge = np.full((1, cols), -1, np.int64)
-    bottom_edge = np.full((1, cols), h, np.int64)
-    bounds = np.vstack([top_edge, seams, bottom_edge])  # line k lies between bounds[k] and bounds[k+1]
-    # which line each ink pixel belongs to
-    ys, xs = np.nonzero(ink)
-    cx = xs // step
-    owner = np.zeros(ys.size, np.int64)
-    for k in range(1, len(bounds) - 1):
-        owner += ys > bounds[k][cx]
-    order = np.argsort(owner, kind="stable")
-    ys, xs, owner = ys[order], xs[order], owner[order]
-    starts = np.searchsorted(owner, np.arange(len(peaks) + 1))
-    # the first and last lines have no path on their far side: keep them as tall as the rest
-    reach = 2.0 * text_h
-    if len(peaks) > 1:
-        reach = 1.5 * float(np.median(np.abs(seams - np.array(peaks[:-1])[:, None])))
+    ys_all, xs_all = np.nonzero(ink)
+    comp_all = labels[ys_all, xs_all]
+    for _ in range(len(peaks)):
+        bounds, seams, parts = _assign(ys_all, xs_all, comp_all, cost, peaks, step, h, text_h)
+        joined = _fragments(parts)
+        if not joined:
+            break
+        peaks = [p for k, p in enumerate(peaks) if k not in joined]
     lines: list[tuple[np.ndarray, np.ndarray]] = []
-    for k in range(len(peaks)):
-        ly, lx = ys[starts[k] : starts[k + 1]], xs[starts[k] : starts[k + 1]]
-        if k == 0 or k == len(peaks) - 1:
-            sel = (ly >= peaks[k] - reach) & (ly <= peaks[k] + reach)
-            ly, lx = ly[sel], lx[sel]
+    for k, (ly, lx, lc) in enumerate(parts):
         if ly.size < 4:
             continue
-        ly, lx = _main_cluster(ly, lx, text_h)
-        if ly.size < 4:
-            continue
+        ly, lx = _without_strays(ly, lx, lc)
         y0, y1 = int(ly.min()), int(ly.max()) + 1
         x0, x1 = int(lx.min()), int(lx.max()) + 1
         if y1 - y0 < options.min_line_height:
@@ -388,18 +433,115 @@ def _find_lines(ink: np.ndarray, text_h: float, options: SegmentOptions) -> list
     return lines
 
 
-def _main_cluster(ys: np.ndarray, xs: np.ndarray, text_h: float) -> tuple[np.ndarray, np.ndarray]:
+def _assign(ys: np.ndarray, xs: np.ndarray, comp: np.ndarray, cost: np.ndarray, peaks: list[int], step: int,
+            h: int, text_h: float) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Separating paths between the peaks, and each line's ink pixels (ys, xs) between them
+    (specks far to the side dropped). Returns (bounds, seams, parts): line k lies between
+    bounds[k] and bounds[k + 1] (rows per coarse column)."""
+    cols = cost.shape[1]
+    if len(peaks) > 1:
+        seams = _separating_paths(cost, peaks)
+    else:
+        seams = np.zeros((0, cols), np.int64)
+    top_edge = np.full((1, cols), -1, np.int64)
+    bottom_edge = np.full((1, cols), h, np.int64)
+    bounds = np.vstack([top_edge, seams, bottom_edge])  # line k lies between bounds[k] and bounds[k+1]
+    # which line each ink pixel belongs to: the number of paths above it in its column,
+    # read from a table of (row, coarse column) built once
+    cx = xs // step
+    if len(seams):
+        marks = np.zeros((h + 1, cols), np.int32)
+        np.add.at(marks, (np.clip(seams + 1, 0, h), np.broadcast_to(np.arange(cols), seams.shape)), 1)
+        owner = np.cumsum(marks, axis=0, dtype=np.int32)[ys, cx]
+    else:
+        owner = np.zeros(ys.size, np.int32)
+    order = np.argsort(owner.astype(np.int16), kind="stable")  # a radix sort for 16-bit keys
+    ys, xs, comp, owner = ys[order], xs[order], comp[order], owner[order]
+    starts = np.searchsorted(owner, np.arange(len(peaks) + 1))
+    # the first and last lines have no path on their far side: keep them as tall as the rest
+    reach = 2.0 * text_h
+    if len(peaks) > 1:
+        reach = 1.5 * float(np.median(np.abs(seams - np.array(peaks[:-1])[:, None])))
+    parts = []
+    for k in range(len(peaks)):
+        sl = slice(starts[k], starts[k + 1])
+        ly, lx, lc = ys[sl], xs[sl], comp[sl]
+        if k == 0 or k == len(peaks) - 1:
+            sel = (ly >= peaks[k] - reach) & (ly <= peaks[k] + reach)
+            ly, lx, lc = ly[sel], lx[sel], lc[sel]
+        if ly.size >= 4:
+            ly, lx, lc = _main_cluster(ly, lx, lc, text_h)
+        parts.append((ly, lx, lc))
+    return bounds, seams, parts
+
+
+def _core(ys: np.ndarray) -> tuple[int, int]:
+    """The rows of a line's densest band (about its x-height): where its row profile is at
+    least half its peak. (top, bottom), bottom exclusive."""
+    y0 = int(ys.min())
+    profile = np.bincount(ys - y0)
+    dense = np.nonzero(profile >= 0.5 * profile.max())[0]
+    return y0 + int(dense.min()), y0 + int(dense.max()) + 1
+
+
+def _fragments(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> set[int]:
+    """The 'lines' that are pieces of a neighbour: a little ink (under 15% of the
+    neighbour's) within 1.5 x-heights of the neighbour's densest band. Descenders cut off
+    by a rule under the writing, the bar of a tall capital, accents and dots: they would
+    otherwise read as a line of their own when the image is a single line."""
+    info: list[tuple[int, int, int, int, int] | None] = []
+    for ly, _, _ in parts:
+        if ly.size < 4:
+            info.append(None)
+            continue
+        c0, c1 = _core(ly)
+        info.append((int(ly.min()), int(ly.max()) + 1, c0, c1, ly.size))
+    out: set[int] = set()
+    for k in range(len(parts) - 1):
+        a, b = info[k], info[k + 1]
+        if a is None or b is None:
+            continue
+        if b[4] < 0.15 * a[4] and b[0] - a[3] < 1.5 * (a[3] - a[2]):
+            out.add(k + 1)  # below line k, in its descenders
+        elif a[4] < 0.15 * b[4] and b[2] - a[1] < 1.5 * (b[3] - b[2]):
+            out.add(k)  # above line k + 1, in its ascenders
+    return out
+
+
+def _without_strays(ys: np.ndarray, xs: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A line's ink without specks above or below it: small pieces (each under 2% of the
+    line's ink) lying wholly more than 1.5 x-heights away from its densest band (no dot or
+    accent is that far out, and a speck there would stretch the line's outline)."""
+    c0, c1 = _core(ys)
+    reach = 1.5 * (c1 - c0)
+    ids, inverse, sizes = np.unique(comp, return_inverse=True, return_counts=True)
+    small = sizes < 0.02 * ys.size
+    if not small.any():
+        return ys, xs
+    top = np.full(ids.size, np.iinfo(np.int64).max, np.int64)
+    bottom = np.full(ids.size, -1, np.int64)
+    np.minimum.at(top, inverse, ys)
+    np.maximum.at(bottom, inverse, ys)
+    stray = small & ((bottom < c0 - reach) | (top >= c1 + reach))
+    if not stray.any():
+        return ys, xs
+    keep = ~stray[inverse]
+    return ys[keep], xs[keep]
+
+
+def _main_cluster(ys: np.ndarray, xs: np.ndarray, comp: np.ndarray,
+                  text_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A line's ink without stray specks far to its left or right: runs of columns split by
     gaps wider than 4 text heights, keeping the runs with a real share of the ink."""
     order = np.argsort(xs, kind="stable")
     sx = xs[order]
     breaks = np.nonzero(np.diff(sx) > 4 * text_h)[0] + 1
     if breaks.size == 0:
-        return ys, xs
+        return ys, xs, comp
     groups = np.split(order, breaks)
     biggest = max(g.size for g in groups)
     keep = np.concatenate([g for g in groups if g.size >= 0.05 * biggest])
-    return ys[keep], xs[keep]
+    return ys[keep], xs[keep], comp[keep]
 
 
 def _baseline(ys: np.ndarray, xs: np.ndarray, x0: int, x1: int) -> np.ndarray:
@@ -483,23 +625,34 @@ def cut_lines(gray: np.ndarray, segmentation: Segmentation, margin: int = 4,
 def _whiten(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Paper to white (a gain from the crop's bright pixels), outside `mask` to white, and
     long horizontal rules removed."""
-    inside = crop[mask > 0]
-    sample = inside[:: max(1, inside.size // 20_000)] if inside.size else crop.ravel()
-    paper = float(np.percentile(sample, 90)) if sample.size else 255.0
+    # the paper's level: the 90th percentile of the polygon's pixels (every third row and
+    # column is plenty for it)
+    sub, inside = np.ascontiguousarray(crop[::3, ::3]), np.ascontiguousarray(mask[::3, ::3])
+    hist = cv2.calcHist([sub], [0], inside, [256], [0, 256]).ravel()
+    if hist.sum() <= 0:
+        hist = cv2.calcHist([sub], [0], None, [256], [0, 256]).ravel()
+    cumulative = np.cumsum(hist)
+    paper = float(np.searchsorted(cumulative, 0.9 * cumulative[-1])) if cumulative[-1] > 0 else 255.0
     gain = 255.0 / max(paper, 32.0)
     level: np.ndarray = cv2.convertScaleAbs(crop, alpha=gain)
-    level[mask == 0] = 255
-    ink = np.where(level < 200, 255, 0).astype(np.uint8)
-    # rules: ink runs across a quarter of the line, looked for on a copy 8x narrower
-    cols = crop.shape[1] // 8
+    cv2.bitwise_or(level, cv2.bitwise_not(mask), dst=level)  # outside the polygon: 255
+    # rules: ink runs across a quarter of the line, looked for on a copy 8x narrower (a
+    # group of 8 columns is ink where its mean is dark: most of it inked, a gap of a pixel
+    # or two in a faint rule bridged), a row up and down bridged where the rule drifts
+    height, width = crop.shape
+    cols = width // 8
     length = cols // 4
     if length >= 8:
-        bridged = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-        narrow = cv2.resize(bridged, (cols, crop.shape[0]), interpolation=cv2.INTER_AREA)
-        narrow = np.where(narrow > 127, 255, 0).astype(np.uint8)
+        narrow = cv2.resize(level, (cols, height), interpolation=cv2.INTER_AREA)
+        narrow = cv2.threshold(narrow, 199, 255, cv2.THRESH_BINARY_INV)[1]
+        narrow = cv2.dilate(narrow, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3)))
         runs = cv2.morphologyEx(narrow, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
-        if runs.any():
-            runs = cv2.resize(runs, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_NEAREST)
+        rows = np.nonzero(runs.max(axis=1))[0]
+        if rows.size:
+            # only the rows the rules are on are looked at in full
+            r0, r1 = int(rows[0]), int(rows[-1]) + 1
+            band = cv2.resize(runs[r0:r1], (width, r1 - r0), interpolation=cv2.INTER_NEAREST)
+            ink = cv2.threshold(level[r0:r1], 199, 255, cv2.THRESH_BINARY_INV)[1]
             # a rule is a few pixels tall; the strokes that cross it keep their ink above and below
-            level[(runs > 0) & (ink > 0)] = 255
+            cv2.max(level[r0:r1], cv2.bitwise_and(band, ink), dst=level[r0:r1])
     return level
