@@ -123,7 +123,8 @@ def _words(text: str) -> list[tuple[str, int]]:
 
 def write_alto(page: PageResult) -> str:
     """ALTO v4: one TextBlock of TextLines (HPOS, VPOS, WIDTH, HEIGHT, BASELINE, Shape with
-    the polygon), each word a String with WC (the mean confidence of its characters) and SP between words."""
+    the polygon), each word a String with WC (the mean confidence of its characters) and SP between words;
+    a line read as no text gets one String with empty CONTENT (ALTO v4 requires a String in every TextLine)."""
     head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<alto xmlns="{ALTO_NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
@@ -147,7 +148,10 @@ def write_alto(page: PageResult) -> str:
                 f'BASELINE="{baseline}">\n'
                 f'            <Shape><Polygon POINTS="{_points(line.line.polygon)}"/></Shape>\n'
             )
-            for j, (word, start) in enumerate(_words(line.text)):
+            words = _words(line.text)
+            if not words:  # the schema wants at least one String in a TextLine: an empty one keeps the line
+                body.append(f'            <String ID="l_{i}_w_1" CONTENT=""/>\n')
+            for j, (word, start) in enumerate(words):
                 if j:
                     body.append("            <SP/>\n")
                 conf = _conf(line.mean_confidence(start, start + len(word)))

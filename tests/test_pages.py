@@ -169,6 +169,22 @@ def test_alto_v4_structure():
     assert wc[0] < wc[1]  # each word's own characters: the first five are less sure
     for el in lines:
         assert all(el.get(a) for a in ("ID", "HPOS", "VPOS", "WIDTH", "HEIGHT", "BASELINE"))
+    # the XML characters come back as they were read
+    assert [s.get("CONTENT") for s in lines[0].findall("a:String", ns)] == ["Dear", "<Sir>", "&", "\"friend\""]
+    # checked once against the official alto-4-4.xsd: every TextLine holds (String, SP?)+ after its Shape,
+    # so a line read as no text keeps one String with empty CONTENT; a blank page has no TextBlock
+    empty = _result()
+    empty = PageResult(empty.path, empty.width, empty.height,
+                       (LineResult(empty.lines[0].line, "  ", 0.0, (0.5, 0.5)), empty.lines[1]))
+    doc = etree.fromstring(serialize(empty, "alto").encode())
+    for el in doc.findall(".//a:TextLine", ns):
+        children = [c.tag.split("}")[1] for c in el]
+        assert children[:2] == ["Shape", "String"] and children[-1] == "String"
+        assert all(a != b for a, b in zip(children[1:], children[2:]))  # String and SP alternate
+    first = doc.find(".//a:TextLine", ns).findall("a:String", ns)
+    assert [(s.get("CONTENT"), s.get("WC")) for s in first] == [("", None)]
+    blank = etree.fromstring(serialize(PageResult(Path("blank.png"), 300, 120, ()), "alto").encode())
+    assert blank.find(".//a:PrintSpace", ns) is not None and blank.find(".//a:TextBlock", ns) is None
 
 
 def test_txt_and_jsonl():
