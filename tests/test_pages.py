@@ -153,11 +153,16 @@ def test_page_xml_round_trip(tmp_path):
     assert lines[1].polygon == ((12, 50), (180, 52), (180, 80), (12, 78))
 
 
-def test_alto_v4_structure():
-    # No registry package we could find carries the ALTO v4 XSD, so this checks the
-    # structure the schema requires by hand (namespace, element order, attributes).
+def _alto_schema(etree):
+    # the official ALTO 4.2 schema (tests/schemas/README.md: where it comes from, the one change)
+    return etree.XMLSchema(etree.parse(str(SCHEMAS / "alto-4-2.xsd")))
+
+
+def test_alto_v4_is_valid_against_the_official_schema_and_has_the_structure():
     etree = pytest.importorskip("lxml.etree")
+    schema = _alto_schema(etree)
     doc = etree.fromstring(serialize(_result(), "alto").encode())
+    schema.assertValid(doc)
     ns = {"a": "http://www.loc.gov/standards/alto/ns-v4#"}
     assert doc.tag == "{http://www.loc.gov/standards/alto/ns-v4#}alto"
     assert [c.tag.split("}")[1] for c in doc] == ["Description", "Layout"]
@@ -171,12 +176,13 @@ def test_alto_v4_structure():
         assert all(el.get(a) for a in ("ID", "HPOS", "VPOS", "WIDTH", "HEIGHT", "BASELINE"))
     # the XML characters come back as they were read
     assert [s.get("CONTENT") for s in lines[0].findall("a:String", ns)] == ["Dear", "<Sir>", "&", "\"friend\""]
-    # checked once against the official alto-4-4.xsd: every TextLine holds (String, SP?)+ after its Shape,
+    # the schema wants every TextLine to hold (String, SP?)+ after its Shape,
     # so a line read as no text keeps one String with empty CONTENT; a blank page has no TextBlock
     empty = _result()
     empty = PageResult(empty.path, empty.width, empty.height,
                        (LineResult(empty.lines[0].line, "  ", 0.0, (0.5, 0.5)), empty.lines[1]))
     doc = etree.fromstring(serialize(empty, "alto").encode())
+    schema.assertValid(doc)
     for el in doc.findall(".//a:TextLine", ns):
         children = [c.tag.split("}")[1] for c in el]
         assert children[:2] == ["Shape", "String"] and children[-1] == "String"
@@ -184,6 +190,7 @@ def test_alto_v4_structure():
     first = doc.find(".//a:TextLine", ns).findall("a:String", ns)
     assert [(s.get("CONTENT"), s.get("WC")) for s in first] == [("", None)]
     blank = etree.fromstring(serialize(PageResult(Path("blank.png"), 300, 120, ()), "alto").encode())
+    schema.assertValid(blank)
     assert blank.find(".//a:PrintSpace", ns) is not None and blank.find(".//a:TextBlock", ns) is None
 
 
@@ -252,6 +259,9 @@ def test_htr_run_segment_on_a_page(page_folder, tmp_path):
     done = _cli(str(page_folder), "--segment", "--model", "line", "-f", "alto", "--output-dir", str(out))
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["page-00000.xml", "page-00001.xml"]
+    schema = _alto_schema(etree)
+    for written in out.iterdir():
+        schema.assertValid(etree.parse(str(written)))
 
 
 def test_htr_run_segment_errors_and_blank_pages(page_folder, tmp_path):
