@@ -40,7 +40,7 @@ from machine_facts import busy_cpus, cpu_model  # noqa: E402
 
 from htr.runtime import Engine, Recognizer, make_decoder, resolve_model  # noqa: E402
 from htr.runtime.images import load_image  # noqa: E402
-from htr.runtime.metrics import error_rates  # noqa: E402
+from htr.runtime.metrics import edit_distance, error_rates  # noqa: E402
 from htr.runtime.pages import PageReader  # noqa: E402
 from htr.runtime.pages_eval import match_lines  # noqa: E402
 from htr.runtime.segment import Segmentation, TextLine, cut_lines, segment_page  # noqa: E402
@@ -144,6 +144,13 @@ def main() -> None:
     f1 = 2 * precision * recall / (precision + recall)
     cer_seg = error_rates((r["reference"], r["prediction"]) for r in rows)
     cer_truth = error_rates((r["reference"], r["prediction_truth_lines"]) for r in rows)
+    # the report keeps each page's error counts, not its texts: the synthetic text draws from
+    # wordfreq's list, whose names would otherwise fill the report (the pages are re-made by seed)
+    for r in rows:
+        ref, seg_text, truth_text = r.pop("reference"), r.pop("prediction"), r.pop("prediction_truth_lines")
+        r["characters"] = len(ref)
+        r["char_errors_segmented"] = edit_distance(ref, seg_text)
+        r["char_errors_truth_lines"] = edit_distance(ref, truth_text)
     med = {k: statistics.median(r[k] for r in rows) for k in ("seconds_load", "seconds_segment", "seconds_recognise")}
     share = med["seconds_segment"] / (med["seconds_load"] + med["seconds_segment"] + med["seconds_recognise"])
     share_no_load = med["seconds_segment"] / (med["seconds_segment"] + med["seconds_recognise"])
