@@ -412,6 +412,19 @@ class DevTools:
             time.sleep(0.1)
         raise TimeoutError(f"timed out waiting for {expression}")
 
+    def open_page(self, url: str, width: int, height: int) -> tuple[str, str]:
+        """A new tab of WIDTH x HEIGHT showing URL once its model line has loaded: (session, that line)."""
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+        self.call("Page.enable", {}, session)
+        self.call("Page.navigate", {"url": url}, session)
+        model = self.wait_for(session, "document.readyState === 'complete' && "
+                                       "!document.getElementById('model').textContent.startsWith('loading') && "
+                                       "document.getElementById('model').textContent")
+        return session, model
+
     def close(self) -> None:
         try:
             self.call("Browser.close", timeout=5)
@@ -438,15 +451,7 @@ def test_page_in_headless_chromium(server, tmp_path):
     bad.write_bytes(b"this is not an image")
     browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
     try:
-        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.call("Emulation.setDeviceMetricsOverride",
-                     {"width": 1000, "height": 620, "deviceScaleFactor": 1, "mobile": False}, session)
-        browser.call("Page.enable", {}, session)
-        browser.call("Page.navigate", {"url": server + "/"}, session)
-        model = browser.wait_for(session, "document.readyState === 'complete' && "
-                                          "!document.getElementById('model').textContent.startsWith('loading') && "
-                                          "document.getElementById('model').textContent")
+        session, model = browser.open_page(server + "/", 1000, 620)
         assert "dynamic.onnx" in model
         node = browser.call("Runtime.evaluate", {"expression": "document.getElementById('files')"}, session)
         browser.call("DOM.setFileInputFiles", {"files": [str(good), str(bad)], "objectId": node["result"]["objectId"]}, session)
@@ -613,15 +618,7 @@ def test_page_view_in_headless_chromium(page_server, synth_page, tmp_path):
     assert len(expected) >= 5
     browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
     try:
-        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.call("Emulation.setDeviceMetricsOverride",
-                     {"width": 1100, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
-        browser.call("Page.enable", {}, session)
-        browser.call("Page.navigate", {"url": page_server + "/"}, session)
-        model = browser.wait_for(session, "document.readyState === 'complete' && "
-                                          "!document.getElementById('model').textContent.startsWith('loading') && "
-                                          "document.getElementById('model').textContent")
+        session, model = browser.open_page(page_server + "/", 1100, 900)
         assert "pages: line.onnx" in model
         assert browser.evaluate(session, "document.getElementById('segment').click(); "
                                          "document.getElementById('segment').checked") is True
