@@ -24,6 +24,8 @@ from .errors import MetadataError
 
 KEY_PREFIX = "htr."
 RESIZE_POLICIES = ("pad", "dynamic")
+#: Background policies (see `htr.runtime.preprocess`): "flatten" divides out uneven paper and light.
+BACKGROUND_POLICIES = ("none", "flatten")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class PreprocessSpec:
     invert: store 255 - pixel (ink becomes high), as the seed did.
     scale: multiply by this after inverting (seed: 1/255).
     pad_value: the grey level used for padding, before inversion (seed: 255, white).
+    background: "none", or "flatten": after resizing, each pixel is divided by the local
+        paper level (a max filter, then a box blur, both `height // 2 - 1` wide, odd), so
+        uneven light, grey or textured paper become white paper and the ink keeps its
+        contrast against it. Written to the metadata only when not "none".
     """
 
     resize: str = "pad"
@@ -60,9 +66,11 @@ class PreprocessSpec:
     min_width: int = DEFAULT_MIN_WIDTH
     max_width: int = DEFAULT_MAX_WIDTH
     width_multiple: int = 4
+    background: str = "none"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {} if self.background == "none" else {"background": self.background}
+        return extra | {
             "resize": self.resize,
             "invert": self.invert,
             "scale": self.scale,
@@ -267,6 +275,8 @@ def validate(spec: ModelSpec) -> None:
         raise MetadataError(None, f"htr.preprocess resize {pre.resize!r} is unknown (expected one of {RESIZE_POLICIES})")
     if pre.resize == "pad" and inp.width is None:
         raise MetadataError(None, "htr.preprocess resize 'pad' needs a fixed htr.input width")
+    if pre.background not in BACKGROUND_POLICIES:
+        raise MetadataError(None, f"htr.preprocess background {pre.background!r} is unknown (expected one of {BACKGROUND_POLICIES})")
     if pre.interpolation not in ("linear", "area", "cubic"):
         raise MetadataError(None, f"htr.preprocess interpolation {pre.interpolation!r} is unknown")
     if not 1 <= pre.min_width <= pre.max_width or pre.width_multiple < 1:

@@ -7,6 +7,9 @@ The "pad" policy is the seed notebook's `process_image`, step for step:
     if new_w > W: squash (float32, bilinear) to W
     x = (255 - x) / 255
 
+A "flatten" background policy divides the resized image by its local paper level
+(`flatten_background`) before anything else.
+
 The "dynamic" policy keeps aspect at height H and lets the width follow the image
 (rounded up to `width_multiple`, clamped to [min_width, max_width]); batches are
 padded with blank paper only as far as their widest image.
@@ -45,6 +48,7 @@ class Preprocessor:
         self.input = input
         self.policy = preprocess
         self._interp = _INTERPOLATION[preprocess.interpolation]
+        self._flatten = background_kernel(input.height) if preprocess.background == "flatten" else None
         # The value a padded (blank paper) pixel has after normalisation.
         self.pad_level = np.float32(self._normalise_scalar(preprocess.pad_value))
 
@@ -72,6 +76,8 @@ class Preprocessor:
         if pol.resize == "dynamic":
             new_w = min(max(new_w, pol.min_width), pol.max_width)
         image = cv2.resize(grey, (new_w, height), interpolation=self._interp)
+        if self._flatten is not None:
+            image = flatten_background(image, self._flatten)
         target = self.target_width(new_w)
         if new_w > target:
             image = cv2.resize(image.astype(np.float32), (target, height), interpolation=self._interp)
@@ -136,6 +142,25 @@ class Preprocessor:
 
     def _normalise_scalar(self, value: float) -> float:
         return float(self.normalise(np.array([[value]], dtype=np.float32))[0, 0])
+
+
+def background_kernel(height: int) -> int:
+    """The "flatten" filter size for a model `height` pixels high: odd, about half of it."""
+    return max(3, (height // 2 - 1) | 1)
+
+
+def flatten_background(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 grey -> uint8 grey on white paper: each pixel over the local paper level.
+
+    The paper level is a `size` x `size` max filter (ink is darker than paper, so it is
+    removed) smoothed by a box blur of the same size; dividing by it evens out light,
+    shadows and paper colour while a stroke keeps its contrast to the paper around it.
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    paper = cv2.blur(cv2.dilate(image, kernel), (size, size))
+    flat = image.astype(np.float32) * np.float32(255.0) / np.maximum(paper, 1).astype(np.float32)
+    out: np.ndarray = np.minimum(flat, np.float32(255.0)).astype(np.uint8)
+    return out
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -161,6 +161,32 @@ def test_dynamic_policy_keeps_aspect_and_batches_with_blank_padding():
 
 
 
+def test_flatten_background_evens_out_light_and_paper_and_travels_in_the_metadata():
+    import dataclasses
+
+    # A word on paper lit from the left: the paper runs from grey 90 to 250, the ink is 60% of it.
+    rows, cols = 32, 200
+    paper = np.tile(np.linspace(90, 250, cols, dtype=np.float32), (rows, 1))
+    ink = np.zeros((rows, cols), bool)
+    for x0 in range(10, cols - 20, 30):
+        ink[8:24, x0 : x0 + 3] = True
+    image = np.where(ink, paper * 0.6, paper).astype(np.uint8)
+    flat_spec = dataclasses.replace(tiny_spec(width=None), preprocess=dataclasses.replace(tiny_spec(width=None).preprocess, background="flatten"))
+    plain, flat = Preprocessor.from_spec(tiny_spec(width=None)).fit(image), Preprocessor.from_spec(flat_spec).fit(image)
+    assert plain.shape == flat.shape == (32, 200) and flat.dtype == np.uint8
+    assert np.ptp(plain[~ink]) > 150  # as given: grey on the left, white on the right
+    assert flat[~ink].min() >= 220 and np.median(flat[~ink]) >= 240  # flattened: near-white paper all across
+    assert flat[ink].max() <= 170 and abs(int(flat[ink][:16].mean()) - int(flat[ink][-16:].mean())) < 20  # the same ink everywhere
+
+    # The policy is metadata: written only when set, read back, and an unknown one is refused.
+    assert "background" not in tiny_spec().preprocess.to_json()
+    props = flat_spec.to_props()
+    assert ModelSpec.from_props(props).preprocess.background == "flatten"
+    bad = {**props, "htr.preprocess": props["htr.preprocess"].replace('"flatten"', '"sepia"')}
+    with pytest.raises(MetadataError, match="background 'sepia' is unknown"):
+        ModelSpec.from_props(bad, "m.onnx")
+
+
 @pytest.mark.parametrize("width", [128, None])
 def test_stack_of_fitted_images_is_bit_for_bit_the_per_image_path(width):
     # htr-run keeps raw uint8 pixels per image and normalises whole batches (`fit` +

@@ -219,6 +219,40 @@ def test_init_from_copies_every_layer_that_fits_and_refuses_a_foreign_model(tmp_
         init_from(line.inference, tmp_path / "missing.keras")
 
 
+def test_lean_deep_from_lean_reads_as_its_donor_and_keeps_its_new_layers_fresh(tmp_path):
+    from htr.train.trainer import init_from
+
+    donor = models.build("lean", "abc")
+    donor.inference.save(tmp_path / "lean.keras")
+    models.build("lean", "abc")  # Keras numbers the next layers' names on: bidirectional_2, ...
+    deep = models.build("lean-deep", "abc")
+    assert deep.spec.source["architecture"] == "lean-deep" and deep.spec.preprocess == donor.spec.preprocess
+    result = init_from(deep.inference, tmp_path / "lean.keras")
+    assert result["skipped"] == ["deep_rnn", "deep_proj"]
+    x = np.random.default_rng(1).random((2, 32, 96, 1), dtype=np.float32)
+    np.testing.assert_allclose(deep.inference.predict_on_batch(x), donor.inference.predict_on_batch(x), atol=1e-6)
+    assert models.count_flops(deep.inference, 128) > models.count_flops(donor.inference, 128)
+
+
+def test_the_background_policy_comes_from_the_option_or_the_model_fine_tuned(tmp_path):
+    import dataclasses
+
+    from htr.runtime.metadata import BACKGROUND_POLICIES
+    from htr.train.config import BACKGROUNDS, TrainConfig
+    from htr.train.trainer import with_background
+
+    assert BACKGROUNDS == BACKGROUND_POLICIES
+    spec = models.build("tiny", "abc").spec
+    flat = dataclasses.replace(spec, preprocess=dataclasses.replace(spec.preprocess, background="flatten"))
+    flat.save_json(tmp_path / "donor.json")
+    spec.save_json(tmp_path / "plain.json")
+    assert with_background(spec, TrainConfig(command=[])).preprocess.background == "none"
+    assert with_background(spec, TrainConfig(background="flatten", command=[])).preprocess.background == "flatten"
+    assert with_background(spec, TrainConfig(init_from=str(tmp_path / "donor.keras"), command=[])).preprocess.background == "flatten"
+    assert with_background(spec, TrainConfig(init_from=str(tmp_path / "donor.keras"), background="none", command=[])) == spec
+    assert with_background(spec, TrainConfig(init_from=str(tmp_path / "plain.keras"), command=[])) == spec
+
+
 def test_digit_fraction_reaches_the_synthetic_training_data():
     from htr.train.data import open_source
     from htr.train.synth import MNIST_HAND

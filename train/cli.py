@@ -1,4 +1,4 @@
-"""`htr-train`: train a CRNN (seed-word, seed-line, lean, tiny) on IAM, labels.tsv or synthetic data."""
+"""`htr-train`: train a CRNN (seed-word, seed-line, lean, lean-deep, tiny) on IAM, labels.tsv or synthetic data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 
 from htr.runtime.cli_options import fail, new_app, version_option
 
-from .config import ARCHITECTURES, MIXED_PRECISION, SCHEDULES, TrainConfig
+from .config import ARCHITECTURES, BACKGROUNDS, MIXED_PRECISION, SCHEDULES, TrainConfig
 
 app = new_app(help=__doc__, no_args_is_help=True)
 
@@ -20,6 +20,7 @@ app = new_app(help=__doc__, no_args_is_help=True)
 Arch = Enum("Arch", [(name, name) for name in ARCHITECTURES], type=str)  # type: ignore[misc]
 Schedule = Enum("Schedule", [(name, name) for name in SCHEDULES], type=str)  # type: ignore[misc]
 MixedPrecision = Enum("MixedPrecision", [(name, name) for name in MIXED_PRECISION], type=str)  # type: ignore[misc]
+Background = Enum("Background", [(name, name) for name in BACKGROUNDS], type=str)  # type: ignore[misc]
 Verbose = Enum("Verbose", [("auto", "auto"), ("0", "0"), ("1", "1"), ("2", "2")], type=str)
 
 _D = TrainConfig(command=[])  # the defaults
@@ -49,6 +50,7 @@ def main(
     resume: bool = typer.Option(_D.resume, "--resume", help="continue from OUT/last.weights.h5 after its saved epoch"),
     digit_fraction: float = typer.Option(_D.digit_fraction, "--digit-fraction", min=0.0, max=1.0, help="synthetic training data: share of real MNIST digit strings (validation keeps 0.1)"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="start from a trained model's matching layers (fine-tuning, e.g. a line model from a word model)"),
+    background: Optional[Background] = typer.Option(None, "--background", help="preprocessing: flatten uneven paper and light, or none (default: the --init-from model's policy, else none)"),
     mixed_precision: MixedPrecision = typer.Option(MixedPrecision(_D.mixed_precision), "--mixed-precision", help="auto: on a GPU only"),
     verbose: Verbose = typer.Option(Verbose(str(_D.verbose)), "--verbose", help="auto | 0 | 1 (progress bar) | 2 (one line per epoch)"),
     version: bool = version_option(),
@@ -66,6 +68,7 @@ def main(
         patience=patience, seed=seed, workers=workers, use_multiprocessing=processes, augment=augment,
         resume=resume, init_from=str(init_from) if init_from else None,
         digit_fraction=digit_fraction, mixed_precision=mixed_precision.value,
+        background=background.value if background else None,
         verbose=verbose.value if verbose.value == "auto" else int(verbose.value),
         command=["htr-train", *sys.argv[1:]],
     )

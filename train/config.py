@@ -10,9 +10,11 @@ import sys
 from dataclasses import dataclass, field
 
 #: Architectures `models.build` knows (train/models.py's ARCHITECTURES, checked by a test).
-ARCHITECTURES = ("seed-word", "seed-line", "lean", "tiny")
+ARCHITECTURES = ("seed-word", "seed-line", "lean", "lean-deep", "tiny")
 #: Learning-rate schedules.
 SCHEDULES = ("cosine", "plateau", "constant")
+#: Background policies (htr.runtime.metadata.BACKGROUND_POLICIES, checked by a test).
+BACKGROUNDS = ("none", "flatten")
 #: Mixed precision: "auto" uses it only when a GPU is present.
 MIXED_PRECISION = ("auto", "on", "off")
 
@@ -40,6 +42,8 @@ class TrainConfig:
         resume: continue from OUT/last.weights.h5 after its saved epoch.
         digit_fraction: synthetic training data: share of real MNIST digit strings.
         init_from: a trained model (.keras/.h5) whose matching layers start this one.
+        background: the preprocessing background policy (one of `BACKGROUNDS`; None: the
+            `init_from` model's, else "none"), kept in the model's metadata.
         mixed_precision: one of `MIXED_PRECISION`.
         show_samples: validation samples printed per epoch.
         verbose: "auto", 0, 1 (progress bar) or 2 (one line per epoch).
@@ -68,6 +72,7 @@ class TrainConfig:
     resume: bool = False
     digit_fraction: float = 0.1
     init_from: str | None = None
+    background: str | None = None
     mixed_precision: str = "auto"
     show_samples: int = 4
     verbose: int | str = "auto"

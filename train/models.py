@@ -225,6 +225,25 @@ def lean(charset: str | tuple[str, ...] = SEED_WORD_CHARSET, width: tuple[int, .
     return Built("lean", model, spec)
 
 
+def lean_deep(charset: str | tuple[str, ...] = SEED_WORD_CHARSET, rnn: int = 128) -> Built:
+    """`lean` with a second BiLSTM(`rnn`) on a residual branch: room for many hands.
+
+    The branch is `x + Dense(zero-initialised)(BiLSTM(x))` between the first BiLSTM and the
+    head, so a `lean-deep` model started `--init-from` a trained `lean` one reads exactly as
+    that model does before its first step, and training only adds what the branch learns.
+    The new layers are named (`deep_rnn`, `deep_proj`) so `init_from` leaves them fresh.
+    """
+    built = lean(charset, rnn=rnn)
+    inner = built.inference
+    features = inner.get_layer(LOGITS).input
+    branch = layers.Bidirectional(layers.LSTM(rnn, return_sequences=True), name="deep_rnn")(features)
+    branch = layers.Dense(2 * rnn, kernel_initializer="zeros", name="deep_proj")(branch)
+    x = layers.Add(name="deep_add")([features, branch])
+    probs = _head(x, len(charset) + 1)
+    model = keras.Model(inner.inputs, probs, name="lean_deep")
+    return Built("lean-deep", model, built.spec.with_source(architecture="lean-deep"))
+
+
 def tiny(charset: str | tuple[str, ...] = SEED_WORD_CHARSET) -> Built:
     """A few thousand parameters: for tests and smoke runs only."""
     built = lean(charset, width=(8, 16, 16, 16, 32), rnn=16)
@@ -236,6 +255,7 @@ ARCHITECTURES: dict[str, Callable[..., Built]] = {
     "seed-word": seed_word,
     "seed-line": seed_line,
     "lean": lean,
+    "lean-deep": lean_deep,
     "tiny": tiny,
 }
 DEFAULT_CHARSETS = {"seed-word": SEED_WORD_CHARSET, "seed-line": SEED_LINE_CHARSET}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -32,6 +33,7 @@ import numpy as np
 from htr.runtime.atomic import atomic_open, atomic_path, atomic_write_text
 from htr.runtime.constants import SEED_LINE_CHARSET, SEED_WORD_CHARSET
 from htr.runtime.decoding import greedy_decode
+from htr.runtime.metadata import ModelSpec
 from htr.runtime.metrics import error_rates
 
 from . import models
@@ -259,7 +261,7 @@ class Trainer:
             self.built = models.build(cfg.arch, charset)
             self.training = self.built.training_model()
             self.training.compile(optimizer=self._optimizer())
-        self.spec = self.built.spec
+        self.spec = with_background(self.built.spec, cfg)
         self.initialised: dict[str, list[str]] = {}
         if cfg.init_from and not cfg.resume:
             self.initialised = init_from(self.built.inference, cfg.init_from)
@@ -431,14 +433,30 @@ def train(cfg: TrainConfig) -> dict:
     return Trainer(cfg).fit()
 
 
+def with_background(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
+    """`spec` with the run's background policy: `cfg.background`, else the one of the
+    `--init-from` model (its .json beside it), so a fine-tune reads as its donor does."""
+    policy = cfg.background
+    if policy is None and cfg.init_from:
+        sidecar = Path(cfg.init_from).with_suffix(".json")
+        if sidecar.is_file():
+            policy = ModelSpec.from_json(sidecar).preprocess.background
+    if policy is None or policy == spec.preprocess.background:
+        return spec
+    return dataclasses.replace(spec, preprocess=dataclasses.replace(spec.preprocess, background=policy))
+
+
 def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     """Copy the weights of a trained model into `model`, layer by layer, where they fit.
 
     This is fine-tuning: e.g. a line model started from a word model of the same
     architecture, where only the output layer differs (one more character, the space).
-    Layers that hold weights are paired in order (same layer type); a pair whose weight
-    shapes differ keeps its initial values and is listed as skipped. Raises if nothing
-    at all fits (the wrong model was given).
+    Layers that hold weights are paired by name (less Keras's auto-number, `_layer_keys`)
+    when every donor layer has its namesake here (the same architecture, or it plus new
+    named layers: `lean-deep` from `lean` keeps its `deep_*` layers fresh), otherwise in
+    order; a pair of another type or other weight
+    shapes keeps its initial values and is listed as skipped. Raises if nothing at all fits
+    (the wrong model was given).
     """
     path = Path(source)
     if not path.is_file():
@@ -449,19 +467,42 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
         raise ValueError(f"{path}: not a Keras model that htr-train can start from ({type(err).__name__}: {err})") from None
     ours = [layer for layer in model.layers if layer.weights]
     theirs = [layer for layer in donor.layers if layer.weights]
+
+    def fits(layer, other) -> bool:
+        mine, given = layer.get_weights(), other.get_weights()
+        return type(other) is type(layer) and len(given) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, given))
+
+    by_key = dict(zip(_layer_keys(theirs), theirs))
+    keys = _layer_keys(ours)
+    if set(by_key) <= set(keys):  # the same model, or it plus new named layers
+        pairs = {id(layer): by_key[key] for layer, key in zip(ours, keys) if key in by_key}
+    else:  # other names: in order
+        pairs = {id(layer): other for layer, other in zip(ours, theirs)}
     copied, skipped = [], []
-    for index, layer in enumerate(ours):
-        other = theirs[index] if index < len(theirs) else None
-        mine = layer.get_weights()
-        given = other.get_weights() if other is not None and type(other) is type(layer) else []
-        if len(given) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, given)):
-            layer.set_weights(given)
+    for layer in ours:
+        other = pairs.get(id(layer))
+        if other is not None and fits(layer, other):
+            layer.set_weights(other.get_weights())
             copied.append(layer.name)
         else:
             skipped.append(layer.name)
     if not copied:
         raise ValueError(f"{path}: none of its layers fits this architecture; expected a model of the same architecture")
     return {"copied": copied, "skipped": skipped}
+
+
+def _layer_keys(layers: list) -> list[tuple[str, int]]:
+    """(name without Keras's "_N" auto-number, its count so far): "bidirectional_3" in one
+    process and "bidirectional" in the saved file are the same first BiLSTM."""
+    import re
+
+    seen: dict[str, int] = {}
+    keys = []
+    for layer in layers:
+        base = re.sub(r"_\d+$", "", layer.name)
+        keys.append((base, seen.get(base, 0)))
+        seen[base] = seen.get(base, 0) + 1
+    return keys
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
