@@ -26,6 +26,9 @@ app = new_app(help=__doc__, no_args_is_help=True)
 def _quiet_tensorflow() -> None:
     # Export always runs on the CPU: GPU kernels change LSTM numerics and grab memory.
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    # tf2onnx converts TensorFlow graphs: a model trained on any Keras backend is read here
+    # with the TensorFlow one (.keras files are backend-neutral).
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import logging
 

@@ -311,3 +311,44 @@ def test_htr_train_choices_are_the_architectures_models_builds():
     from htr.train.config import ARCHITECTURES
 
     assert tuple(models.ARCHITECTURES) == ARCHITECTURES
+
+
+def test_the_keras_backend_is_chosen_by_option_environment_or_what_is_installed(monkeypatch):
+    from htr.train import config
+
+    assert config.resolve_backend("auto", {"KERAS_BACKEND": "jax"}) == "jax"
+    installed = [name for name in config.BACKENDS if config.importlib.util.find_spec(config.BACKEND_MODULES[name])]
+    assert config.resolve_backend("auto", {}) == installed[0]
+    assert config.resolve_backend("tensorflow", {"KERAS_BACKEND": "jax"}) == "tensorflow"
+    with pytest.raises(ValueError, match="'theano' is unknown"):
+        config.resolve_backend("theano", {})
+    monkeypatch.setitem(config.BACKEND_MODULES, "torch", "no_such_module_here")
+    with pytest.raises(ValueError, match="--backend torch: the no_such_module_here module is not installed"):
+        config.resolve_backend("torch", {})
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("jax"), reason="jax is not installed")
+def test_htr_train_runs_on_the_jax_backend_and_its_model_exports_with_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_set(tmp_path / "set", ["ab", "ba", "abba", "baa", "aab", "bab", "ab", "ba"])
+    out = tmp_path / "run"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "KERAS_BACKEND": "tensorflow"}  # the option wins over it
+    train = subprocess.run(
+        [str(bin_dir / "htr-train"), "--backend", "jax", "--arch", "tiny", "--data", str(data), "--val", str(data),
+         "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--charset", "ab",
+         "--verbose", "0", "--workers", "1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert "Keras backend jax" in train.stdout
+    assert ModelSpec.from_json(out / "model.json").source["backend"] == "jax"
+    export = subprocess.run(
+        [str(bin_dir / "htr-export"), str(out / "model.keras"), "-o", str(tmp_path / "m.onnx")],
+        capture_output=True, text=True, env={**env, "KERAS_BACKEND": "jax"}, timeout=600,
+    )
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert "max |diff|" in export.stdout + export.stderr

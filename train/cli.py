@@ -12,7 +12,7 @@ import typer
 
 from htr.runtime.cli_options import fail, new_app, version_option
 
-from .config import ARCHITECTURES, BACKGROUNDS, MIXED_PRECISION, SCHEDULES, TrainConfig
+from .config import ARCHITECTURES, BACKENDS, BACKGROUNDS, MIXED_PRECISION, SCHEDULES, TrainConfig, resolve_backend
 
 app = new_app(help=__doc__, no_args_is_help=True)
 
@@ -21,6 +21,7 @@ Arch = Enum("Arch", [(name, name) for name in ARCHITECTURES], type=str)  # type:
 Schedule = Enum("Schedule", [(name, name) for name in SCHEDULES], type=str)  # type: ignore[misc]
 MixedPrecision = Enum("MixedPrecision", [(name, name) for name in MIXED_PRECISION], type=str)  # type: ignore[misc]
 Background = Enum("Background", [(name, name) for name in BACKGROUNDS], type=str)  # type: ignore[misc]
+Backend = Enum("Backend", [("auto", "auto")] + [(name, name) for name in BACKENDS], type=str)  # type: ignore[misc]
 Verbose = Enum("Verbose", [("auto", "auto"), ("0", "0"), ("1", "1"), ("2", "2")], type=str)
 
 _D = TrainConfig(command=[])  # the defaults
@@ -51,6 +52,7 @@ def main(
     digit_fraction: float = typer.Option(_D.digit_fraction, "--digit-fraction", min=0.0, max=1.0, help="synthetic training data: share of real MNIST digit strings (validation keeps 0.1)"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="start from a trained model's matching layers (fine-tuning, e.g. a line model from a word model)"),
     background: Optional[Background] = typer.Option(None, "--background", help="preprocessing: flatten uneven paper and light, or none (default: the --init-from model's policy, else none)"),
+    backend: Backend = typer.Option(Backend("auto"), "--backend", help="Keras backend: auto is KERAS_BACKEND if set, else the fastest installed (benchmarks/reports/backends.md)"),
     mixed_precision: MixedPrecision = typer.Option(MixedPrecision(_D.mixed_precision), "--mixed-precision", help="auto: on a GPU only"),
     verbose: Verbose = typer.Option(Verbose(str(_D.verbose)), "--verbose", help="auto | 0 | 1 (progress bar) | 2 (one line per epoch)"),
     version: bool = version_option(),
@@ -58,6 +60,17 @@ def main(
     """Train ARCH on DATA and write OUT/model.keras, OUT/model.h5 and OUT/model.json."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from htr.runtime.errors import HtrError
+
+    # Keras reads KERAS_BACKEND once, at its import; in a process that has imported it
+    # already (htr-train called as a library), "auto" is the backend it runs on.
+    loaded = sys.modules["keras"].backend.backend() if "keras" in sys.modules else None
+    try:
+        chosen = resolve_backend(loaded if backend.value == "auto" and loaded else backend.value)
+    except ValueError as err:
+        raise fail("htr-train", str(err)) from None
+    if loaded and chosen != loaded:
+        raise fail("htr-train", f"--backend {chosen}: Keras was already loaded with {loaded} in this process")
+    os.environ["KERAS_BACKEND"] = chosen
 
     from .trainer import train
 

@@ -6,7 +6,10 @@ choices without importing Keras.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: Architectures `models.build` knows (train/models.py's ARCHITECTURES, checked by a test).
@@ -15,6 +18,32 @@ ARCHITECTURES = ("seed-word", "seed-line", "lean", "lean-deep", "tiny")
 SCHEDULES = ("cosine", "plateau", "constant")
 #: Background policies (htr.runtime.metadata.BACKGROUND_POLICIES, checked by a test).
 BACKGROUNDS = ("none", "flatten")
+#: Keras backends htr-train runs on, fastest first for the bundled architecture on a 2-core
+#: CPU as measured by benchmarks/bench_backends.py (report: benchmarks/reports/backends.md).
+#: "auto" takes KERAS_BACKEND when it is set, else the first of these that is installed.
+BACKENDS = ("tensorflow", "jax", "torch")
+#: The module each backend needs.
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def resolve_backend(choice: str = "auto", environ: Mapping[str, str] = os.environ) -> str:
+    """The Keras backend for `choice` ("auto" or one of `BACKENDS`); raises ValueError with
+    what to install when the chosen one is missing."""
+    if choice == "auto":
+        if environ.get("KERAS_BACKEND"):
+            return environ["KERAS_BACKEND"]
+        for name in BACKENDS:
+            if importlib.util.find_spec(BACKEND_MODULES[name]) is not None:
+                return name
+        raise ValueError("no Keras backend is installed (expected one of tensorflow, jax, torch): pip install -e '.[train]'")
+    if choice not in BACKENDS:
+        raise ValueError(f"--backend {choice!r} is unknown (expected auto or one of {', '.join(BACKENDS)})")
+    if importlib.util.find_spec(BACKEND_MODULES[choice]) is None:
+        hint = {"jax": 'pip install "jax[cpu]"', "torch": "pip install torch"}.get(choice, "pip install tensorflow")
+        raise ValueError(f"--backend {choice}: the {BACKEND_MODULES[choice]} module is not installed ({hint})")
+    return choice
+
+
 #: Mixed precision: "auto" uses it only when a GPU is present.
 MIXED_PRECISION = ("auto", "on", "off")
 

@@ -373,7 +373,7 @@ class Trainer:
             f"htr-train: {cfg.arch} ({self.built.inference.count_params():,} params) on {self.train_data.source.name}: "
             f"{len(self.train_data.indices)} samples, validation {self.val_data.source.name}: "
             f"{len(self.val_data.indices)} samples; skipped: train {self.train_data.skipped_summary()}, "
-            f"val {self.val_data.skipped_summary()}; gpus {self.gpus}, mixed precision {self.mixed_precision}"
+            f"val {self.val_data.skipped_summary()}; Keras backend {keras.backend.backend()}, gpus {self.gpus}, mixed precision {self.mixed_precision}"
         )
         if initial_epoch >= cfg.epochs:
             print(f"htr-train: {self.out} already finished epoch {initial_epoch} of {cfg.epochs}; nothing to do")
