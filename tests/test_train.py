@@ -265,18 +265,21 @@ def test_digit_fraction_reaches_the_synthetic_training_data():
     assert MNIST_HAND not in hands(0.0)
 
 
-def test_the_bundled_models_keras_checkpoints_start_a_lean_run():
+def test_the_bundled_models_keras_checkpoints_start_a_lean_deep_or_lean_run():
     from pathlib import Path
 
     from htr.train.trainer import init_from
 
     root = Path(__file__).resolve().parents[1] / "train" / "checkpoints"
     for name, charset in (("word", None), ("line", " " + models.SEED_WORD_CHARSET)):
-        built = models.build("lean", charset)
+        spec = ModelSpec.from_json(root / f"{name}.json")
+        assert spec.source["architecture"] == "lean-deep"
+        built = models.build("lean-deep", charset)
         result = init_from(built.inference, root / f"{name}.keras")
         assert result["skipped"] == [], (name, result["skipped"])
-        spec = ModelSpec.from_json(root / f"{name}.json")
-        assert spec.charset == built.spec.charset and spec.source["architecture"] == "lean"
+        assert spec.charset == built.spec.charset
+        # a plain lean run from the deeper checkpoint takes every layer it has
+        assert init_from(models.build("lean", charset).inference, root / f"{name}.keras")["skipped"] == []
 
 
 def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set):

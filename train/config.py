@@ -21,7 +21,7 @@ BACKGROUNDS = ("none", "flatten")
 #: Keras backends htr-train runs on, fastest first for the bundled architecture on a 2-core
 #: CPU as measured by benchmarks/bench_backends.py (report: benchmarks/reports/backends.md).
 #: "auto" takes KERAS_BACKEND when it is set, else the first of these that is installed.
-BACKENDS = ("tensorflow", "jax", "torch")
+BACKENDS = ("tensorflow", "torch", "jax")
 #: The module each backend needs.
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 

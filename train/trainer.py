@@ -452,9 +452,9 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     This is fine-tuning: e.g. a line model started from a word model of the same
     architecture, where only the output layer differs (one more character, the space).
     Layers that hold weights are paired by name (less Keras's auto-number, `_layer_keys`)
-    when every donor layer has its namesake here (the same architecture, or it plus new
-    named layers: `lean-deep` from `lean` keeps its `deep_*` layers fresh), otherwise in
-    order; a pair of another type or other weight
+    when one model's names are all among the other's (the same architecture, or one with
+    extra named layers: `lean-deep` from `lean` keeps its `deep_*` layers fresh, `lean`
+    from `lean-deep` leaves them out), otherwise in order; a pair of another type or other weight
     shapes keeps its initial values and is listed as skipped. Raises if nothing at all fits
     (the wrong model was given).
     """
@@ -474,7 +474,7 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
 
     by_key = dict(zip(_layer_keys(theirs), theirs))
     keys = _layer_keys(ours)
-    if set(by_key) <= set(keys):  # the same model, or it plus new named layers
+    if set(by_key) <= set(keys) or set(keys) <= set(by_key):  # the same model, or one has extra named layers
         pairs = {id(layer): by_key[key] for layer, key in zip(ours, keys) if key in by_key}
     else:  # other names: in order
         pairs = {id(layer): other for layer, other in zip(ours, theirs)}
