@@ -47,7 +47,6 @@ def thread_env(backend: str, threads: int) -> dict[str, str]:
 def child(args: argparse.Namespace) -> dict:
     """Runs inside the backend's process: build, batch, train, time."""
     import keras
-    import numpy as np
 
     if keras.backend.backend() == "torch":
         import torch
@@ -55,9 +54,9 @@ def child(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
         torch.set_num_interop_threads(1)
     from htr.train import models
+    from htr.train.config import TrainConfig
     from htr.train.data import CTCDataset, open_source
     from htr.train.trainer import default_charset
-    from htr.train.config import TrainConfig
 
     keras.utils.set_random_seed(0)
     kind = "lines" if args.kind == "lines" else "words"
