@@ -253,6 +253,26 @@ def test_the_background_policy_comes_from_the_option_or_the_model_fine_tuned(tmp
     assert with_background(spec, TrainConfig(init_from=str(tmp_path / "plain.keras"), command=[])) == spec
 
 
+def test_a_flatten_run_feeds_flattened_pixels_and_writes_the_policy(tiny_set, tmp_path):
+    from htr.runtime.preprocess import Preprocessor
+    from htr.train.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(arch="tiny", data=str(tiny_set), out=str(tmp_path / "run"), epochs=1, batch_size=4,
+                      steps_per_epoch=1, charset="abcdef", workers=1, augment=False, verbose=0, show_samples=0,
+                      background="flatten", command=["htr-train", "test"])
+    trainer = Trainer(cfg)
+    assert trainer.train_data.preprocessor.policy.background == "flatten"
+    assert trainer.val_data.preprocessor.policy.background == "flatten"
+    trainer.fit()
+    written = ModelSpec.from_json(tmp_path / "run" / "model.json")
+    assert written.preprocess.background == "flatten"
+    # on grey, unevenly lit paper, what the run trained on is what the runtime makes of it, and not the plain policy's
+    image = (cv2.imread(str(tiny_set / "img000.png"), cv2.IMREAD_GRAYSCALE) * np.linspace(0.5, 1.0, 40)[:, None]).astype(np.uint8)
+    ours = trainer.train_data.preprocessor(image)
+    assert np.array_equal(Preprocessor.from_spec(written)(image), ours)
+    assert not np.array_equal(Preprocessor.from_spec(models.build("tiny", "abcdef").spec)(image), ours)
+
+
 def test_digit_fraction_reaches_the_synthetic_training_data():
     from htr.train.data import open_source
     from htr.train.synth import MNIST_HAND
