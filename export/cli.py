@@ -139,7 +139,8 @@ def _summary(path: Path, loaded: Any, spec: Any, width: int | None, kept: bool =
     cs = "".join(spec.charset)
     typer.echo(f"  charset    {len(spec.charset)} characters + blank at {spec.blank}: {cs[:60]}{'...' if len(cs) > 60 else ''}")
     typer.echo(f"  input      height {spec.input.height}, width {spec.input.width or 'dynamic'}, "
-               f"preprocess {spec.preprocess.resize}")
+               f"preprocess {spec.preprocess.resize}"
+               + ("" if spec.preprocess.background == "none" else f", background {spec.preprocess.background}"))
     if spec.time_steps is not None:
         widths = [width] if width else ([spec.input.width] if spec.input.width else [128, 256, 800])
         steps = ", ".join(f"{w} px -> {spec.time_steps.for_width(w)}" for w in widths)

@@ -158,8 +158,7 @@ def flatten_background(image: np.ndarray, size: int) -> np.ndarray:
     """
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     paper = cv2.blur(cv2.dilate(image, kernel), (size, size))
-    flat = image.astype(np.float32) * np.float32(255.0) / np.maximum(paper, 1).astype(np.float32)
-    out: np.ndarray = np.minimum(flat, np.float32(255.0)).astype(np.uint8)
+    out: np.ndarray = cv2.divide(image, paper, scale=255.0)  # saturated to 0..255, rounded
     return out
 
 

@@ -348,6 +348,8 @@ def test_the_keras_backend_is_chosen_by_option_environment_or_what_is_installed(
     assert config.resolve_backend("tensorflow", {"KERAS_BACKEND": "jax"}) == "tensorflow"
     with pytest.raises(ValueError, match="'theano' is unknown"):
         config.resolve_backend("theano", {})
+    with pytest.raises(ValueError, match="KERAS_BACKEND='numpy' is not a backend htr-train runs on"):
+        config.resolve_backend("auto", {"KERAS_BACKEND": "numpy"})
     monkeypatch.setitem(config.BACKEND_MODULES, "torch", "no_such_module_here")
     with pytest.raises(ValueError, match="--backend torch: the no_such_module_here module is not installed"):
         config.resolve_backend("torch", {})

@@ -31,7 +31,10 @@ def resolve_backend(choice: str = "auto", environ: Mapping[str, str] = os.enviro
     what to install when the chosen one is missing."""
     if choice == "auto":
         if environ.get("KERAS_BACKEND"):
-            return environ["KERAS_BACKEND"]
+            choice = environ["KERAS_BACKEND"]
+            if choice not in BACKENDS:
+                raise ValueError(f"KERAS_BACKEND={choice!r} is not a backend htr-train runs on (expected one of {', '.join(BACKENDS)})")
+            return choice
         for name in BACKENDS:
             if importlib.util.find_spec(BACKEND_MODULES[name]) is not None:
                 return name

@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -468,10 +469,6 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     ours = [layer for layer in model.layers if layer.weights]
     theirs = [layer for layer in donor.layers if layer.weights]
 
-    def fits(layer, other) -> bool:
-        mine, given = layer.get_weights(), other.get_weights()
-        return type(other) is type(layer) and len(given) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, given))
-
     by_key = dict(zip(_layer_keys(theirs), theirs))
     keys = _layer_keys(ours)
     if set(by_key) <= set(keys) or set(keys) <= set(by_key):  # the same model, or one has extra named layers
@@ -481,8 +478,10 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
     copied, skipped = [], []
     for layer in ours:
         other = pairs.get(id(layer))
-        if other is not None and fits(layer, other):
-            layer.set_weights(other.get_weights())
+        given = other.get_weights() if other is not None and type(other) is type(layer) else []
+        mine = layer.get_weights()
+        if len(given) == len(mine) and all(a.shape == b.shape for a, b in zip(mine, given)):
+            layer.set_weights(given)
             copied.append(layer.name)
         else:
             skipped.append(layer.name)
@@ -494,8 +493,6 @@ def init_from(model: keras.Model, source: str | Path) -> dict[str, list[str]]:
 def _layer_keys(layers: list) -> list[tuple[str, int]]:
     """(name without Keras's "_N" auto-number, its count so far): "bidirectional_3" in one
     process and "bidirectional" in the saved file are the same first BiLSTM."""
-    import re
-
     seen: dict[str, int] = {}
     keys = []
     for layer in layers:
