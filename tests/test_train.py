@@ -143,6 +143,47 @@ def test_batches_use_the_runtime_preprocessor(tiny_set):
     assert batch.logit_length[0] == spec.time_steps.for_width(expected.shape[1])
 
 
+def test_the_data_not_its_folder_name_says_whether_it_holds_lines(tmp_path):
+    from htr.train.trainer import TrainConfig, data_kind, default_charset
+
+    scans = write_set(tmp_path / "my_scans", ["cab bad", "face", "dab ace"])  # lines in a folder named anything
+    words = write_set(tmp_path / "lines_project", ["cab", "bad"])  # words in a folder whose name says lines
+    assert data_kind(str(scans)) == "lines" and data_kind(str(words)) == "words"
+    assert (data_kind("synth:lines"), data_kind("synth:words")) == ("lines", "words")
+    cfg = TrainConfig(arch="lean-deep", data=str(scans), out=str(tmp_path / "run"))
+    assert " " in default_charset(cfg, data_kind(cfg.data))
+    assert " " not in default_charset(TrainConfig(arch="lean-deep", data=str(words), out=str(tmp_path / "r")), "words")
+
+
+def test_several_data_train_together_and_one_named_twice_counts_twice(tiny_set, tmp_path):
+    from htr.train.trainer import TrainConfig, Trainer
+
+    scans = write_set(tmp_path / "scans", [f"{WORDS[i]} {WORDS[i + 1]}" for i in range(10)])
+    cfg = TrainConfig(arch="tiny", data=str(scans), more_data=(str(scans), str(tiny_set), "synth:words"),
+                      out=str(tmp_path / "run"), train_size=12, batch_size=4, workers=1, verbose=0, command=["t"])
+    trainer = Trainer(cfg)
+    source = trainer.train_data.source
+    texts = [source.text(i) for i in range(len(source))]
+    # 9 of the 10 lines (every 10th validates), twice; 12 of tiny_set's words; 12 synthetic samples
+    assert len(source) == len(trainer.train_data.indices) == 9 + 9 + 12 + 12
+    assert texts[:9] == texts[9:18] and all(" " in t for t in texts[:18])
+    assert all(t and " " not in t for t in texts[18:30]) and texts[30:] == [None] * 12
+    image, text = source.get(35)
+    assert image.ndim == 2 and image.dtype == np.uint8 and text
+    assert " " in trainer.spec.charset  # lines among the data: the line charset
+    assert trainer.val_data.source.name.startswith(f"{scans} ") and len(trainer.val_data.indices) == 1
+    assert trainer.spec_with_facts().source["data"] == [str(scans), str(scans), str(tiny_set), "synth:words"]
+    batch = trainer.train_data.batch(0)  # width grouping copes with synthetic samples, whose text is not known
+    assert batch.pixels.shape[0] == 4
+
+
+def test_one_step_per_epoch_on_images_of_varying_width_is_refused_in_one_line(tiny_set):
+    spec = models.build("tiny").spec
+    with pytest.raises(ValueError, match=r"--steps-per-epoch 1 cannot train on images of varying width \(30 batches\)"):
+        CTCDataset(LabelledSource(tiny_set), spec, batch_size=4, workers=1, steps_per_epoch=1)
+    assert len(CTCDataset(LabelledSource(tiny_set), spec, batch_size=4, workers=1, steps_per_epoch=2)) == 2
+
+
 # ---- training ---------------------------------------------------------------------------
 
 
@@ -258,7 +299,7 @@ def test_a_flatten_run_feeds_flattened_pixels_and_writes_the_policy(tiny_set, tm
     from htr.train.trainer import TrainConfig, Trainer
 
     cfg = TrainConfig(arch="tiny", data=str(tiny_set), out=str(tmp_path / "run"), epochs=1, batch_size=4,
-                      steps_per_epoch=1, charset="abcdef", workers=1, augment=False, verbose=0, show_samples=0,
+                      steps_per_epoch=2, charset="abcdef", workers=1, augment=False, verbose=0, show_samples=0,
                       background="flatten", command=["htr-train", "test"])
     trainer = Trainer(cfg)
     assert trainer.train_data.preprocessor.policy.background == "flatten"

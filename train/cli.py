@@ -6,7 +6,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -29,7 +29,7 @@ _D = TrainConfig(command=[])  # the defaults
 
 @app.command()
 def main(
-    data: str = typer.Option(..., "--data", help="synth:words, synth:lines, an IAM root (words.txt/lines.txt) or a labels.tsv folder"),
+    data: List[str] = typer.Option(..., "--data", help="synth:words, synth:lines, an IAM root (words.txt/lines.txt) or a labels.tsv folder; give it again to train on several together (each in proportion to its size, one named twice counts twice; validation: --val, else the first one's own split)"),
     out: Path = typer.Option(..., "--out", help="output folder (model.keras, model.h5, model.json, history, checkpoints)"),
     arch: Arch = typer.Option(Arch(_D.arch), "--arch", help="architecture"),
     val: Optional[str] = typer.Option(_D.val, "--val", help="validation data (default: the data's own split; held-out hands for synth)"),
@@ -75,7 +75,7 @@ def main(
     from .trainer import train
 
     cfg = TrainConfig(
-        arch=arch.value, data=data, out=str(out), val=val, epochs=epochs, batch_size=batch_size, lr=lr,
+        arch=arch.value, data=data[0], more_data=tuple(data[1:]), out=str(out), val=val, epochs=epochs, batch_size=batch_size, lr=lr,
         schedule=schedule.value, steps_per_epoch=steps_per_epoch, train_size=train_size, val_size=val_size,
         val_batches=val_batches, charset=charset, split_file=str(split_file) if split_file else None,
         patience=patience, seed=seed, workers=workers, use_multiprocessing=processes, augment=augment,

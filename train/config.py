@@ -59,6 +59,8 @@ class TrainConfig:
         arch: architecture (one of `ARCHITECTURES`).
         data: "synth:words", "synth:lines", an IAM root (words.txt/lines.txt) or a
             labels.tsv folder.
+        more_data: more of those, trained on together with `data` (each in proportion to
+            its size; one named twice counts twice). Validation without `val` is `data`'s own.
         out: output folder (model.keras, model.h5, model.json, history, checkpoints).
         val: validation data (None: the data's own split; held-out hands for synth).
         schedule: learning-rate schedule (one of `SCHEDULES`) from `lr`.
@@ -84,6 +86,7 @@ class TrainConfig:
 
     arch: str = "seed-word"
     data: str = "synth:words"
+    more_data: tuple[str, ...] = ()
     out: str = "runs/htr"
     val: str | None = None
     epochs: int = 10

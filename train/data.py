@@ -130,6 +130,35 @@ class SynthSource:
         return None
 
 
+class ConcatSource:
+    """Several sources as one: sample i of the whole is sample i - offset of the one it falls in."""
+
+    def __init__(self, sources: Sequence[Source]):
+        self.sources = tuple(sources)
+        self.starts = np.cumsum([0] + [len(s) for s in self.sources])
+        self.skipped: dict[str, int] = {}
+        for source in self.sources:
+            for reason, count in (getattr(source, "skipped", {}) or {}).items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+        self.name = " + ".join(s.name for s in self.sources)
+        self.kind = "lines" if any(getattr(s, "kind", "words") == "lines" for s in self.sources) else "words"
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _find(self, index: int) -> tuple[Source, int]:
+        which = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.sources[which], index - int(self.starts[which])
+
+    def get(self, index: int) -> tuple[np.ndarray, str]:
+        source, local = self._find(index)
+        return source.get(local)
+
+    def text(self, index: int) -> str | None:
+        source, local = self._find(index)
+        return source.text(local)
+
+
 def open_source(
     data: str,
     charset: Sequence[str],
@@ -244,6 +273,13 @@ class CTCDataset(keras.utils.PyDataset):
         if len(self.indices) == 0:
             raise DatasetError(source.name, "no usable samples (every label was empty, unknown or too long)")
         self.steps_per_epoch = steps_per_epoch
+        if steps_per_epoch == 1 and self.spec.dynamic_width and self.num_data_batches > 1:
+            # Keras fixes a PyDataset's batch shape from its first two batches (see
+            # `_differ_from_first`): with one step per epoch, the next epoch's width would not fit.
+            raise ValueError(
+                f"{source.name}: --steps-per-epoch 1 cannot train on images of varying width "
+                f"({self.num_data_batches} batches); expected 2 or more steps per epoch"
+            )
         self.set_epoch(0)
 
     # -- PyDataset -------------------------------------------------------------------
@@ -334,7 +370,7 @@ class CTCDataset(keras.utils.PyDataset):
             groups = []
             for start in range(0, len(idx), window):
                 chunk = idx[start : start + window]
-                lengths = np.array([len(self.source.text(int(i))) for i in chunk])
+                lengths = np.array([len(self.source.text(int(i)) or "") for i in chunk])  # synthetic: unknown
                 groups.append(chunk[np.argsort(lengths, kind="stable")])
             idx = np.concatenate(groups)
         batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]

@@ -39,7 +39,7 @@ from htr.runtime.metrics import error_rates
 
 from . import models
 from .config import TrainConfig
-from .data import CTCDataset, LabelEncoder, open_source
+from .data import ConcatSource, CTCDataset, LabelEncoder, Source, open_source
 
 # ---- devices ------------------------------------------------------------------------
 
@@ -239,6 +239,22 @@ class EpochNumber(keras.callbacks.Callback):
 # ---- the trainer -----------------------------------------------------------------------
 
 
+def data_kind(data: str) -> str:
+    """"lines" or "words": what `--data` holds, told from the data, not from its name.
+
+    `synth:lines` and an IAM lines.txt are lines; a labels.tsv folder is lines when any
+    label holds a space (a folder of one's own scanned lines is named anything).
+    """
+    if data.startswith("synth:"):
+        return "lines" if data.split(":", 1)[1] == "lines" else "words"
+    from htr.runtime.datasets import load_labelled
+
+    labelled = load_labelled(data, check_files=False)
+    if labelled.kind == "iam-lines" or any(" " in sample.text for sample in labelled.samples):
+        return "lines"
+    return "words"
+
+
 def default_charset(cfg: TrainConfig, kind: str) -> str:
     if cfg.charset:
         return {"words": SEED_WORD_CHARSET, "lines": SEED_LINE_CHARSET}.get(cfg.charset, cfg.charset)
@@ -256,8 +272,8 @@ class Trainer:
         # The dtype policy and the seeds are process-wide: `train` sets them, not this object.
         self.mixed_precision = keras.mixed_precision.global_policy().name == "mixed_float16"
 
-        kind = "lines" if ("lines" in cfg.data) else "words"
-        charset = default_charset(cfg, kind)
+        kinds = {data_kind(data) for data in (cfg.data, *cfg.more_data)}
+        charset = default_charset(cfg, "lines" if "lines" in kinds else "words")
         with distribution_scope(self.gpus):
             self.built = models.build(cfg.arch, charset)
             self.training = self.built.training_model()
@@ -267,15 +283,12 @@ class Trainer:
         if cfg.init_from and not cfg.resume:
             self.initialised = init_from(self.built.inference, cfg.init_from)
 
-        train_src = open_source(
-            cfg.data, charset, "train", size=cfg.train_size, seed=cfg.seed, split_file=cfg.split_file,
-            digit_fraction=cfg.digit_fraction,
-        )
+        train_src = self._open_training(charset)
         if cfg.val:
             val_src = open_source(cfg.val, charset, "val" if cfg.val.startswith("synth:") else "all", size=cfg.val_size, seed=cfg.seed)
         else:
             val_src = open_source(cfg.data, charset, "val", size=cfg.val_size, seed=cfg.seed, split_file=cfg.split_file)
-        real = not cfg.data.startswith("synth:")
+        real = any(not data.startswith("synth:") for data in (cfg.data, *cfg.more_data))
         self.train_data = CTCDataset(
             train_src, self.spec, cfg.batch_size, shuffle=True, augment_images=cfg.augment and real,
             seed=cfg.seed, workers=cfg.workers, use_multiprocessing=cfg.use_multiprocessing,
@@ -287,6 +300,18 @@ class Trainer:
             "best_epoch": 0, "history": [], "commands": [],
         }
 
+    def _open_training(self, charset: str) -> Source:
+        """`--data`'s training split, and each further `--data`'s after it (one named twice counts twice)."""
+        cfg = self.cfg
+        sources = [
+            open_source(
+                data, charset, "train", size=cfg.train_size, seed=cfg.seed + 104_729 * n,
+                split_file=cfg.split_file if n == 0 else None, digit_fraction=cfg.digit_fraction,
+            )
+            for n, data in enumerate((cfg.data, *cfg.more_data))
+        ]
+        return sources[0] if len(sources) == 1 else ConcatSource(sources)
+
     def _optimizer(self):
         cfg = self.cfg
         lr = cfg.lr
@@ -296,14 +321,16 @@ class Trainer:
         return keras.optimizers.Adam(learning_rate=lr, clipnorm=5.0)
 
     def _estimate_steps(self) -> int:
-        cfg = self.cfg
-        if cfg.data.startswith("synth:"):
-            size = cfg.train_size or 20_000
-        else:
-            from htr.runtime.datasets import load_labelled
+        from htr.runtime.datasets import load_labelled
 
-            size = len(load_labelled(cfg.data, split="train", split_file=cfg.split_file, check_files=False))
-            size = min(size, cfg.train_size or size)
+        cfg = self.cfg
+        size = 0
+        for n, data in enumerate((cfg.data, *cfg.more_data)):
+            if data.startswith("synth:"):
+                size += cfg.train_size or 20_000
+            else:
+                found = len(load_labelled(data, split="train", split_file=cfg.split_file if n == 0 else None, check_files=False))
+                size += min(found, cfg.train_size or found)
         return max(1, -(-size // cfg.batch_size))
 
     # -- files --------------------------------------------------------------------------
@@ -319,7 +346,7 @@ class Trainer:
             "architecture": cfg.arch,
             "command": " ".join(cfg.command),
             **({"commands": list(self.state["commands"])} if len(self.state["commands"]) > 1 else {}),
-            "data": cfg.data,
+            "data": cfg.data if not cfg.more_data else [cfg.data, *cfg.more_data],
             "val_data": cfg.val or f"{cfg.data} (validation split)",
             "train_samples": len(self.train_data.indices),
             "val_samples": len(self.val_data.indices),
@@ -330,7 +357,7 @@ class Trainer:
             "val_loss": _finite(self.state["best_cer_loss"]),
             "batch_size": cfg.batch_size,
             **({"init_from": cfg.init_from} if cfg.init_from else {}),
-            **({"digit_fraction": cfg.digit_fraction} if cfg.data.startswith("synth:") else {}),
+            **({"digit_fraction": cfg.digit_fraction} if any(d.startswith("synth:") for d in (cfg.data, *cfg.more_data)) else {}),
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "mixed_precision": self.mixed_precision,
