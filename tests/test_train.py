@@ -173,15 +173,26 @@ def test_several_data_train_together_and_one_named_twice_counts_twice(tiny_set, 
     assert " " in trainer.spec.charset  # lines among the data: the line charset
     assert trainer.val_data.source.name.startswith(f"{scans} ") and len(trainer.val_data.indices) == 1
     assert trainer.spec_with_facts().source["data"] == [str(scans), str(scans), str(tiny_set), "synth:words"]
-    batch = trainer.train_data.batch(0)  # width grouping copes with synthetic samples, whose text is not known
-    assert batch.pixels.shape[0] == 4
+    data = trainer.train_data
+    assert data.augment_images  # real images among the data: augmented; the synthetic ones came augmented already
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(data._load(35, rng)[0], data.preprocessor(source.get(35)[0]))
+    assert any(data._load(i, rng)[0].shape != data.preprocessor(source.get(i)[0]).shape for i in range(18, 30))
+    # width grouping: a synthetic sample counts as the median known label length
+    assert list(data._lengths[30:]) == [int(np.median([len(t) for t in texts[:30]]))] * 12
+    assert data.batch(0).pixels.shape[0] == 4
 
 
 def test_one_step_per_epoch_on_images_of_varying_width_is_refused_in_one_line(tiny_set):
     spec = models.build("tiny").spec
-    with pytest.raises(ValueError, match=r"--steps-per-epoch 1 cannot train on images of varying width \(30 batches\)"):
-        CTCDataset(LabelledSource(tiny_set), spec, batch_size=4, workers=1, steps_per_epoch=1)
-    assert len(CTCDataset(LabelledSource(tiny_set), spec, batch_size=4, workers=1, steps_per_epoch=2)) == 2
+    source = LabelledSource(tiny_set)
+    with pytest.raises(ValueError, match=r"one batch per epoch cannot train on images of varying width \(30 batches of 4\)"):
+        CTCDataset(source, spec, batch_size=4, workers=1, steps_per_epoch=1)
+    with pytest.raises(ValueError, match=r"\(1 batches of 200\); expected 2 or more steps"):  # augmentation varies widths
+        CTCDataset(source, spec, batch_size=200, workers=1, augment_images=True)
+    assert len(CTCDataset(source, spec, batch_size=4, workers=1, steps_per_epoch=2)) == 2
+    assert len(CTCDataset(source, spec, batch_size=200, workers=1)) == 1  # the same images every epoch
+    assert len(CTCDataset(source, spec, batch_size=4, workers=1, steps_per_epoch=1, shuffle=False)) == 1  # validation
 
 
 # ---- training ---------------------------------------------------------------------------

@@ -270,15 +270,18 @@ class CTCDataset(keras.utils.PyDataset):
         self._lock = threading.Lock()
         self.skipped: Counter[str] = Counter(getattr(source, "skipped", {}) or {})
         self.indices = self._usable_indices()
+        self._lengths = self._text_lengths()
         if len(self.indices) == 0:
             raise DatasetError(source.name, "no usable samples (every label was empty, unknown or too long)")
         self.steps_per_epoch = steps_per_epoch
-        if steps_per_epoch == 1 and self.spec.dynamic_width and self.num_data_batches > 1:
-            # Keras fixes a PyDataset's batch shape from its first two batches (see
-            # `_differ_from_first`): with one step per epoch, the next epoch's width would not fit.
+        varies = self.num_data_batches > 1 or augment_images  # augmentation changes widths too
+        if len(self) == 1 and shuffle and self.spec.dynamic_width and varies and keras.backend.backend() == "tensorflow":
+            # Keras' TensorFlow adapter fixes a PyDataset's batch shape from its first two
+            # batches (see `_differ_from_first`): with one, a later epoch's width would not fit.
             raise ValueError(
-                f"{source.name}: --steps-per-epoch 1 cannot train on images of varying width "
-                f"({self.num_data_batches} batches); expected 2 or more steps per epoch"
+                f"{source.name}: one batch per epoch cannot train on images of varying width "
+                f"({self.num_data_batches} batches of {self.batch_size}); expected 2 or more steps per epoch "
+                f"(--steps-per-epoch 2, or more samples than --batch-size)"
             )
         self.set_epoch(0)
 
@@ -348,6 +351,16 @@ class CTCDataset(keras.utils.PyDataset):
                 keep.append(i)
         return np.array(keep, dtype=np.int64)
 
+    def _text_lengths(self) -> np.ndarray | None:
+        """Each sample's label length, for grouping similar widths; a synthetic sample (text
+        unknown until drawn) counts as the median known one. None if no text is known."""
+        lengths = np.array([len(t) if (t := self.source.text(i)) is not None else -1 for i in range(len(self.source))])
+        known = lengths[lengths >= 0]
+        if known.size == 0:
+            return None
+        lengths[lengths < 0] = int(np.median(known))
+        return lengths
+
     def _reject(self, text: str, steps: int | None = None) -> str | None:
         if not text:
             return SKIP_EMPTY
@@ -365,13 +378,12 @@ class CTCDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, epoch])
         if self.shuffle:
             rng.shuffle(idx)
-        if self.spec.dynamic_width and self.width_group > 1 and self.source.text(int(idx[0])) is not None:
+        if self.spec.dynamic_width and self.width_group > 1 and self._lengths is not None:
             window = self.batch_size * self.width_group
             groups = []
             for start in range(0, len(idx), window):
                 chunk = idx[start : start + window]
-                lengths = np.array([len(self.source.text(int(i)) or "") for i in chunk])  # synthetic: unknown
-                groups.append(chunk[np.argsort(lengths, kind="stable")])
+                groups.append(chunk[np.argsort(self._lengths[chunk], kind="stable")])
             idx = np.concatenate(groups)
         batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         if self.shuffle and self.spec.dynamic_width:
@@ -387,7 +399,7 @@ class CTCDataset(keras.utils.PyDataset):
         reason = self._reject(text)
         if reason:
             return reason
-        if self.augment_images:
+        if self.augment_images and self.source.text(int(i)) is not None:  # synthetic ones come augmented
             image = augment(image, rng)
         pixels = self.preprocessor(image)
         labels = self.encoder.encode(text)

@@ -274,6 +274,8 @@ class Trainer:
 
         kinds = {data_kind(data) for data in (cfg.data, *cfg.more_data)}
         charset = default_charset(cfg, "lines" if "lines" in kinds else "words")
+        if cfg.resume and not cfg.charset and (self.out / "model.json").is_file():
+            charset = "".join(ModelSpec.from_json(self.out / "model.json").charset)  # the run's own, whatever the data
         with distribution_scope(self.gpus):
             self.built = models.build(cfg.arch, charset)
             self.training = self.built.training_model()
@@ -306,7 +308,7 @@ class Trainer:
         sources = [
             open_source(
                 data, charset, "train", size=cfg.train_size, seed=cfg.seed + 104_729 * n,
-                split_file=cfg.split_file if n == 0 else None, digit_fraction=cfg.digit_fraction,
+                split_file=cfg.split_file if data == cfg.data else None, digit_fraction=cfg.digit_fraction,
             )
             for n, data in enumerate((cfg.data, *cfg.more_data))
         ]
@@ -325,11 +327,12 @@ class Trainer:
 
         cfg = self.cfg
         size = 0
-        for n, data in enumerate((cfg.data, *cfg.more_data)):
+        for data in (cfg.data, *cfg.more_data):
             if data.startswith("synth:"):
                 size += cfg.train_size or 20_000
             else:
-                found = len(load_labelled(data, split="train", split_file=cfg.split_file if n == 0 else None, check_files=False))
+                split_file = cfg.split_file if data == cfg.data else None
+                found = len(load_labelled(data, split="train", split_file=split_file, check_files=False))
                 size += min(found, cfg.train_size or found)
         return max(1, -(-size // cfg.batch_size))
 
