@@ -67,7 +67,7 @@ def _build(common: RecognitionArgs, prog: str, nbest: int | None = None) -> Any:
     except ValueError as err:
         raise fail(prog, str(err))
     try:
-        engine = Engine(resolve_model(common.model), provider=common.provider.value, threads=common.threads, streams=common.streams)
+        engine = Engine(resolve_model(common.model, common.provider.value), provider=common.provider.value, threads=common.threads, streams=common.streams)
     except HtrError as err:
         raise fail(prog, str(err))
     try:

@@ -366,7 +366,7 @@ def recognize(
     else:
         options = decoder
     settings = RecognizerSettings(
-        model=str(resolve_model(None if model is None else str(model))), provider=provider, decoder=options,
+        model=str(resolve_model(None if model is None else str(model), provider)), provider=provider, decoder=options,
         batch_size=batch_size, threads=threads_per_worker,
     )
     cluster = ClusterOptions(workers=workers, threads=threads_per_worker, gpus=gpus_per_worker,

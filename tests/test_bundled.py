@@ -37,19 +37,34 @@ def test_word_and_line_models_are_bundled_small_and_describe_their_training():
     bundled = bundled_models()
     assert {"word", "line"} <= set(bundled)
     assert resolve_model(None) == bundled["word"]
-    for name in ("word", "line"):
+    for name in ("word", "line", "word.fp32", "line.fp32"):
         path = bundled[name]
         assert path.stat().st_size < 8 * 2**20, f"{path} should be a few MB"
         spec = Engine(path).spec
         source = spec.source
         assert source["command"].startswith(("htr-train ", "python -m htr.train.average "))
         assert all(c.startswith(("htr-train ", "python -m htr.train.average ")) for c in source.get("commands", []))
-        assert ("words" if name == "word" else "lines") in source["data"]  # synthetic words / lines
+        assert ("words" if name.startswith("word") else "lines") in source["data"]  # synthetic words / lines
         assert source["epochs"] >= 1 and 0.0 <= source["val_cer"] < 1.0
-        assert (" " in spec.charset) == (name == "line")
+        assert (" " in spec.charset) == name.startswith("line")
 
 
-@pytest.mark.parametrize("model, folder, max_cer", READS)
+def test_on_the_cpu_a_bundled_name_reads_its_int8_lstm_file_and_cuda_its_float32_one():
+    cpu, cuda = bundled_models("cpu"), bundled_models("cuda")
+    assert resolve_model(None) == cpu["word"] and resolve_model("word", "cuda") == cuda["word"]
+    for name in ("word", "line"):
+        assert (cpu[name].name, cuda[name].name) == (f"{name}.lstm8.onnx", f"{name}.onnx")
+        assert cpu[f"{name}.fp32"] == cuda[name] == cuda[f"{name}.fp32"] and cpu[f"{name}.lstm8"] == cpu[name]
+        fast, full = Engine(cpu[name]).spec, Engine(cuda[name]).spec
+        assert (fast.charset, fast.preprocess, fast.time_steps, fast.input) == (full.charset, full.preprocess, full.time_steps, full.input)
+        assert fast.source["quantization"] == "fp32+lstm-int8-dynamic" and "quantization" not in full.source
+        assert {k: v for k, v in fast.source.items() if k != "quantization"} == full.source  # the same training
+        assert cpu[name].stat().st_size < cuda[name].stat().st_size
+    with pytest.raises(Exception, match=r"bundled: line, word\)"):
+        resolve_model("nosuch")
+
+
+@pytest.mark.parametrize("model, folder, max_cer", READS + [(f"{m}.fp32", f, c) for m, f, c in READS])
 def test_bundled_models_read_the_held_out_samples(model, folder, max_cer, tmp_path):
     report = tmp_path / "report.json"
     args = [str(SAMPLES / folder), "--report", str(report), "--worst", "0"]

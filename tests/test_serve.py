@@ -490,6 +490,10 @@ def page_server(tiny_models, tmp_path_factory):
                       extra=("--max-bytes", "4000000", "--max-pixels", str(PAGE_MAX_PIXELS)))
 
 
+#: The file the bundled line model reads on the CPU (htr-serve's default provider).
+BUNDLED_LINE = "line.lstm8.onnx"
+
+
 @pytest.fixture(scope="module")
 def synth_page():
     """A synthetic held-out page (~990 x 1400 pixels, 6 to 8 lines) and its ground truth."""
@@ -515,7 +519,7 @@ def test_page_model_choice(tiny_models, tmp_path):
     assert page_engine_for(word, str(tiny_models["fixed"])) is word  # the served file itself: no second session
     assert page_engine_for(word, str(line_model), threads=1).path == line_model
     if "line" in bundled_models():
-        assert page_engine_for(word, "auto", threads=1).path.name == "line.onnx"
+        assert page_engine_for(word, "auto", threads=1).path == bundled_models("cpu")["line"]  # on the CPU: line.lstm8.onnx
 
 
 def test_segment_returns_the_jsonl_fields_of_each_line(page_server, synth_page):
@@ -534,7 +538,7 @@ def test_segment_returns_the_jsonl_fields_of_each_line(page_server, synth_page):
     body, content_type = multipart([("page.jpg", jpg), ("blank.png", blank), ("bad.jpg", b"not an image")])
     status, doc = post(page_server + "/v1/recognize?segment=true", body, content_type)
     assert status == 200, doc
-    assert doc["model"] == "line.onnx" and doc["segment"] is True
+    assert doc["model"] == BUNDLED_LINE and doc["segment"] is True
     assert (doc["count"], doc["failed"]) == (3, 1)
     first, empty, bad = doc["results"]
     h, w = page.image.shape
@@ -573,7 +577,7 @@ def test_segment_keeps_the_limits_and_options(page_server):
     status, doc = recognize(page_server, [("p.png", huge)], segment="maybe")
     assert status == 400 and doc["error"] == "segment must be true or false, got 'maybe'"
     status, info = get(page_server + "/v1/model")
-    assert info["page_model"] == "line.onnx" and info["file"] == "fixed.onnx"
+    assert info["page_model"] == BUNDLED_LINE and info["file"] == "fixed.onnx"
 
 
 def test_pages_are_read_off_the_event_loop(page_server, synth_page):
@@ -619,7 +623,7 @@ def test_page_view_in_headless_chromium(page_server, synth_page, tmp_path):
     browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
     try:
         session, model = browser.open_page(page_server + "/", 1100, 900)
-        assert "pages: line.onnx" in model
+        assert f"pages: {BUNDLED_LINE}" in model
         assert browser.evaluate(session, "document.getElementById('segment').click(); "
                                          "document.getElementById('segment').checked") is True
         node = browser.call("Runtime.evaluate", {"expression": "document.getElementById('files')"}, session)

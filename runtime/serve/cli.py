@@ -76,7 +76,7 @@ def serve(
             max_bytes=max_bytes, max_files=max_files, max_pixels=max_pixels, max_concurrent=max_concurrent,
             max_request_pixels=max_request_pixels, body_timeout=body_timeout,
         )
-        engine = Engine(resolve_model(model), provider=provider.value, threads=threads)
+        engine = Engine(resolve_model(model, provider.value), provider=provider.value, threads=threads)
         page_engine = page_engine_for(engine, page_model, provider=provider.value, threads=threads)
     except (HtrError, ValueError) as err:
         raise _fail(str(err))

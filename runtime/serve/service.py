@@ -82,11 +82,11 @@ def page_engine_for(engine: Engine, page_model: str = PAGE_MODEL_AUTO, **engine_
     if page_model == PAGE_MODEL_AUTO:
         if reads_lines(engine):
             return engine
-        path = bundled_models().get("line")
+        path = bundled_models(engine.provider).get("line")
         if path is None:
             return None
     else:
-        path = resolve_model(page_model)
+        path = resolve_model(page_model, engine.provider)
     if path.resolve() == Path(engine.path).resolve():
         return engine
     return Engine(path, **engine_options)
