@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     samples = list(data.samples[: args.limit] if args.limit else data.samples)
     if not samples:
         raise ValueError(f"{args.data}: no labelled images")
-    engine = Engine(resolve_model(args.model), provider=args.provider, threads=args.threads)
+    engine = Engine(resolve_model(args.model, args.provider), provider=args.provider, threads=args.threads)
     spec = engine.spec
     lexicon, info = build_lexicon([s.text for s in samples], args.lexicon_source)
     options = {

@@ -88,7 +88,7 @@ _BEAM = BeamOptions()
 
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m",
-    help="Model: a bundled name (word, line; on the CPU their int8-LSTM files, word.fp32 for float32) or an .onnx file from htr-export. Default: the bundled word model.")]
+    help="Model: a bundled name (word, line: on the CPU their int8-LSTM files, on CUDA float32; NAME.fp32 / NAME.lstm8 pick one precision) or an .onnx file from htr-export. Default: the bundled word model.")]
 ProviderOpt = Annotated[Provider, typer.Option(
     "--provider", "-p", help="Execution provider; cuda/tensorrt fail loudly if not active.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(

@@ -13,7 +13,7 @@ BUNDLED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "word"
 #: The variant of a bundled model that each provider reads, where the package ships one:
 #: NAME.lstm8.onnx (float32, int8 LSTM weights; faster on a CPU, within 0.3 CER points of
-#: float32 in benchmarks/reports/accuracy.md) on the CPU. Quantized operators do not run on
+#: float32: README, "Reading handwriting they never saw") on the CPU. Quantized operators do not run on
 #: onnxruntime's CUDA provider, so CUDA and TensorRT read NAME.onnx (float32).
 PROVIDER_VARIANTS: dict[str, str] = {"cpu": "lstm8"}
 #: The name that picks a bundled model's float32 file on any provider.
@@ -40,6 +40,15 @@ def bundled_models(provider: str = "cpu") -> dict[str, Path]:
     return models
 
 
+def bundled_variant(path: str | Path) -> str | None:
+    """"fp32" or the variant (e.g. "lstm8") if `path` is one of the bundled files, else None."""
+    path = Path(path)
+    if path.parent.resolve() != BUNDLED_DIR.resolve() or path.suffix != ".onnx":
+        return None
+    stem = path.name[: -len(".onnx")]
+    return stem.split(".", 1)[1] if "." in stem else FP32
+
+
 def bundled_names() -> list[str]:
     """The bundled models' plain names ("line", "word")."""
     return [name for name in bundled_models() if "." not in name]
@@ -58,7 +67,7 @@ def resolve_model(model: str | Path | None, provider: str = "cpu") -> Path:
     path = Path(model)
     if not path.exists() and path.suffix != ".onnx" and not any(s in str(model) for s in "/\\"):
         names = ", ".join(bundled_names()) or "none installed"
-        raise ModelError(path, f"no such model file or bundled model name (bundled: {names})")
+        raise ModelError(path, f"no such model file or bundled model name (bundled: {names}; NAME.fp32 / NAME.lstm8 pick a precision)")
     return path
 
 

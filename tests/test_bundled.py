@@ -60,7 +60,7 @@ def test_on_the_cpu_a_bundled_name_reads_its_int8_lstm_file_and_cuda_its_float32
         assert fast.source["quantization"] == "fp32+lstm-int8-dynamic" and "quantization" not in full.source
         assert {k: v for k, v in fast.source.items() if k != "quantization"} == full.source  # the same training
         assert cpu[name].stat().st_size < cuda[name].stat().st_size
-    with pytest.raises(Exception, match=r"bundled: line, word\)"):
+    with pytest.raises(Exception, match=r"bundled: line, word; NAME.fp32 / NAME.lstm8 pick a precision\)"):
         resolve_model("nosuch")
 
 

@@ -520,6 +520,9 @@ def test_page_model_choice(tiny_models, tmp_path):
     assert page_engine_for(word, str(line_model), threads=1).path == line_model
     if "line" in bundled_models():
         assert page_engine_for(word, "auto", threads=1).path == bundled_models("cpu")["line"]  # on the CPU: line.lstm8.onnx
+        # serving a bundled file, pages are read by the line model in the same precision
+        full = Engine(bundled_models()["word.fp32"], threads=1)
+        assert page_engine_for(full, "auto", threads=1).path == bundled_models()["line.fp32"]
 
 
 def test_segment_returns_the_jsonl_fields_of_each_line(page_server, synth_page):

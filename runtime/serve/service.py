@@ -37,7 +37,7 @@ from ..decoding.result import Decoded, Decoder
 from ..engine import Engine
 from ..errors import HtrError, ImageError
 from ..images import decode_image, sniff_format
-from ..models import bundled_models, resolve_model
+from ..models import bundled_models, bundled_variant, resolve_model
 from ..pages import PageReader, PageResult
 from ..pipeline import Recognizer, decode
 from ..serialize import line_records
@@ -77,16 +77,20 @@ def page_engine_for(engine: Engine, page_model: str = PAGE_MODEL_AUTO, **engine_
     served engine itself when it is the same file). engine_options go to `Engine`.
     Raises `HtrError` when a named model cannot be loaded.
     """
+    provider = engine_options.setdefault("provider", engine.provider)
     if page_model == PAGE_MODEL_NONE:
         return None
     if page_model == PAGE_MODEL_AUTO:
         if reads_lines(engine):
             return engine
-        path = bundled_models(engine.provider).get("line")
+        # the bundled line model, in the precision of the served file if that is a bundled one
+        variant = bundled_variant(engine.path)
+        bundled = bundled_models(provider)
+        path = bundled.get(f"line.{variant}", bundled.get("line")) if variant else bundled.get("line")
         if path is None:
             return None
     else:
-        path = resolve_model(page_model, engine.provider)
+        path = resolve_model(page_model, provider)
     if path.resolve() == Path(engine.path).resolve():
         return engine
     return Engine(path, **engine_options)
