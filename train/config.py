@@ -112,3 +112,8 @@ class TrainConfig:
     show_samples: int = 4
     verbose: int | str = "auto"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+    @property
+    def all_data(self) -> tuple[str, ...]:
+        """`data` and then `more_data`: everything trained on."""
+        return (self.data, *self.more_data)

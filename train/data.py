@@ -141,7 +141,6 @@ class ConcatSource:
             for reason, count in (getattr(source, "skipped", {}) or {}).items():
                 self.skipped[reason] = self.skipped.get(reason, 0) + count
         self.name = " + ".join(s.name for s in self.sources)
-        self.kind = "lines" if any(getattr(s, "kind", "words") == "lines" for s in self.sources) else "words"
 
     def __len__(self) -> int:
         return int(self.starts[-1])

@@ -272,25 +272,25 @@ class Trainer:
         # The dtype policy and the seeds are process-wide: `train` sets them, not this object.
         self.mixed_precision = keras.mixed_precision.global_policy().name == "mixed_float16"
 
-        kinds = {data_kind(data) for data in (cfg.data, *cfg.more_data)}
+        kinds = {data_kind(data) for data in dict.fromkeys(cfg.all_data)}  # each folder read once
         charset = default_charset(cfg, "lines" if "lines" in kinds else "words")
         if cfg.resume and not cfg.charset and (self.out / "model.json").is_file():
             charset = "".join(ModelSpec.from_json(self.out / "model.json").charset)  # the run's own, whatever the data
+        train_src = self._open_training(charset)
         with distribution_scope(self.gpus):
             self.built = models.build(cfg.arch, charset)
             self.training = self.built.training_model()
-            self.training.compile(optimizer=self._optimizer())
+            self.training.compile(optimizer=self._optimizer(len(train_src)))
         self.spec = with_background(self.built.spec, cfg)
         self.initialised: dict[str, list[str]] = {}
         if cfg.init_from and not cfg.resume:
             self.initialised = init_from(self.built.inference, cfg.init_from)
 
-        train_src = self._open_training(charset)
         if cfg.val:
             val_src = open_source(cfg.val, charset, "val" if cfg.val.startswith("synth:") else "all", size=cfg.val_size, seed=cfg.seed)
         else:
             val_src = open_source(cfg.data, charset, "val", size=cfg.val_size, seed=cfg.seed, split_file=cfg.split_file)
-        real = any(not data.startswith("synth:") for data in (cfg.data, *cfg.more_data))
+        real = any(not data.startswith("synth:") for data in cfg.all_data)
         self.train_data = CTCDataset(
             train_src, self.spec, cfg.batch_size, shuffle=True, augment_images=cfg.augment and real,
             seed=cfg.seed, workers=cfg.workers, use_multiprocessing=cfg.use_multiprocessing,
@@ -310,31 +310,19 @@ class Trainer:
                 data, charset, "train", size=cfg.train_size, seed=cfg.seed + 104_729 * n,
                 split_file=cfg.split_file if data == cfg.data else None, digit_fraction=cfg.digit_fraction,
             )
-            for n, data in enumerate((cfg.data, *cfg.more_data))
+            for n, data in enumerate(cfg.all_data)
         ]
         return sources[0] if len(sources) == 1 else ConcatSource(sources)
 
-    def _optimizer(self):
+    def _optimizer(self, train_samples: int):
+        """Adam; with the cosine schedule over every step of the run (`train_samples` per
+        epoch unless `steps_per_epoch` says)."""
         cfg = self.cfg
         lr = cfg.lr
         if cfg.schedule == "cosine":
-            steps = cfg.steps_per_epoch or self._estimate_steps()
+            steps = cfg.steps_per_epoch or max(1, -(-train_samples // cfg.batch_size))
             lr = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=max(1, steps * cfg.epochs), alpha=0.05)
         return keras.optimizers.Adam(learning_rate=lr, clipnorm=5.0)
-
-    def _estimate_steps(self) -> int:
-        from htr.runtime.datasets import load_labelled
-
-        cfg = self.cfg
-        size = 0
-        for data in (cfg.data, *cfg.more_data):
-            if data.startswith("synth:"):
-                size += cfg.train_size or 20_000
-            else:
-                split_file = cfg.split_file if data == cfg.data else None
-                found = len(load_labelled(data, split="train", split_file=split_file, check_files=False))
-                size += min(found, cfg.train_size or found)
-        return max(1, -(-size // cfg.batch_size))
 
     # -- files --------------------------------------------------------------------------
     def save_inference(self, path: Path, h5: Path | None = None) -> None:
@@ -349,7 +337,7 @@ class Trainer:
             "architecture": cfg.arch,
             "command": " ".join(cfg.command),
             **({"commands": list(self.state["commands"])} if len(self.state["commands"]) > 1 else {}),
-            "data": cfg.data if not cfg.more_data else [cfg.data, *cfg.more_data],
+            "data": cfg.data if not cfg.more_data else list(cfg.all_data),
             "val_data": cfg.val or f"{cfg.data} (validation split)",
             "train_samples": len(self.train_data.indices),
             "val_samples": len(self.val_data.indices),
@@ -360,7 +348,7 @@ class Trainer:
             "val_loss": _finite(self.state["best_cer_loss"]),
             "batch_size": cfg.batch_size,
             **({"init_from": cfg.init_from} if cfg.init_from else {}),
-            **({"digit_fraction": cfg.digit_fraction} if any(d.startswith("synth:") for d in (cfg.data, *cfg.more_data)) else {}),
+            **({"digit_fraction": cfg.digit_fraction} if any(d.startswith("synth:") for d in cfg.all_data) else {}),
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "mixed_precision": self.mixed_precision,
