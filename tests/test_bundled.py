@@ -20,11 +20,14 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 #: model name, samples folder, highest CER accepted (fraction)
 # samples/ are 20 words, 10 digit strings and 10 lines in two hands the models never saw; the
-# guards sit a little above what the bundled models read (on the CPU, lstm8: 11.4%, 4.5%, 7.7% greedy;
-# fp32: 12.2%, 4.5%, 7.2%; 7.3% and 2.7% with beam + LM). 123 characters of words: one is 0.8 points.
-READS = [("word", "words", 0.13), ("word", "digits", 0.06), ("line", "lines", 0.09)]
+# guards sit a little above what the bundled models read (session 5, lstm8 and fp32 alike: 9.8%, 6.8%,
+# 7.4% greedy; 9.8% and 3.2% (fp32 2.9%) with beam + LM). 123 characters of words: one is 0.8 points;
+# 44 of digits: one is 2.3 points (the session-5 word model reads 3 digits wrong where session 4's read 2,
+# and 12 word characters with beam + LM where it read 9, while on the 500 validation words it reads
+# 680 against 684 errors greedy and 613 against 640 with beam + LM).
+READS = [("word", "words", 0.12), ("word", "digits", 0.075), ("line", "lines", 0.085)]
 #: the same with beam search and the bundled character LM of the same name
-READS_LM = [("word", "words", "words", 0.085), ("line", "lines", "lines", 0.04)]
+READS_LM = [("word", "words", "words", 0.105), ("line", "lines", "lines", 0.04)]
 
 
 def _runner() -> CliRunner:
