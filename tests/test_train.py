@@ -220,6 +220,7 @@ def test_tiny_training_lowers_loss_writes_checkpoints_and_resumes(tiny_set, tmp_
 
     for name in ("model.keras", "model.h5", "model.json", "best_loss.keras", "last.weights.h5", "history.csv", "history.png", "state.json"):
         assert (out / name).is_file(), name
+    assert not (out / "epochs").exists()  # only with keep_epochs
     spec = ModelSpec.from_json(out / "model.json")
     assert spec.charset == tuple("abcdef") and spec.blank == 6
     assert spec.time_steps == trainer.spec.time_steps
@@ -247,6 +248,29 @@ def test_tiny_training_lowers_loss_writes_checkpoints_and_resumes(tiny_set, tmp_
     assert ModelSpec.from_json(out / "model.json").source["commands"] == ["htr-train test"] * 2
     rows = (out / "history.csv").read_text().strip().splitlines()
     assert len(rows) == 4  # header + 3 epochs
+
+
+def test_keep_epochs_keeps_every_epochs_inference_model(tiny_set, tmp_path):
+    from htr.train.trainer import TrainConfig, Trainer
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(
+        arch="tiny", data=str(tiny_set), out=str(out), epochs=2, batch_size=8, lr=1e-2,
+        schedule="constant", steps_per_epoch=6, charset="abcdef", workers=1, augment=False,
+        verbose=0, show_samples=0, keep_epochs=True, command=["htr-train", "test"],
+    )
+    trainer = Trainer(cfg)
+    trainer.fit()
+    kept = sorted(p.name for p in (out / "epochs").iterdir())
+    assert kept == ["epoch-001.json", "epoch-001.keras", "epoch-002.json", "epoch-002.keras"]
+    history = json.loads((out / "state.json").read_text())["history"]
+    for n in (1, 2):
+        meta = ModelSpec.from_json(out / "epochs" / f"epoch-00{n}.json").source
+        assert meta["epochs"] == n and meta["val_cer"] == pytest.approx(history[n - 1]["val_cer"])
+    x = trainer.val_data.batch(0).pixels
+    first, last = (keras.saving.load_model(out / "epochs" / f"epoch-00{n}.keras").predict_on_batch(x) for n in (1, 2))
+    np.testing.assert_allclose(last, trainer.built.inference.predict_on_batch(x), atol=1e-6)  # the weights at the end
+    assert np.abs(first - last).max() > 1e-3  # epoch 1's own weights, not a copy of the last
 
 
 def test_init_from_copies_every_layer_that_fits_and_refuses_a_foreign_model(tmp_path):
@@ -354,7 +378,7 @@ def test_the_bundled_models_keras_checkpoints_start_a_lean_deep_or_lean_run():
         assert init_from(models.build("lean", charset).inference, root / f"{name}.keras")["skipped"] == []
 
 
-def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set):
+def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set, capsys):
     from htr.train.average import average_weights, greedy_cer, main
 
     paths = []
@@ -379,6 +403,14 @@ def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set):
     # models may insert more characters than a label has: no upper bound)
     cer, n = greedy_cer(keras.saving.load_model(out / "model.keras", compile=False), ModelSpec.from_json(out / "model.json"), tiny_set)
     assert n == source["val_samples"] == 120 and source["val_cer"] == pytest.approx(cer) and cer > 0.0
+    # --each: every input's own CER as well, the numbers to choose between inputs and average
+    capsys.readouterr()
+    assert main([str(p) for p in paths] + ["--out", str(tmp_path / "avg2"), "--val", str(tiny_set), "--each"]) == 0
+    printed = capsys.readouterr().out
+    for p in paths:
+        own, _ = greedy_cer(keras.saving.load_model(p, compile=False), ModelSpec.from_json(p.with_suffix(".json")), tiny_set)
+        assert f"{p}: greedy CER {100 * own:.2f}% on 120 images" in printed
+    assert f"average of 2: greedy CER {100 * cer:.2f}%" in printed
     with pytest.raises(ValueError, match="not the same architecture"):
         average_weights([[np.zeros(3)], [np.zeros(4)]])
     with pytest.raises(SystemExit):  # one model is no average

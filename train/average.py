@@ -6,7 +6,10 @@ weights often reads better than any of them: the bundled word model is one. Ever
 must be the same architecture (same layers, same weight shapes) with its `model.json`
 beside it. Writes DIR/model.keras and DIR/model.json (the first input's metadata, whose
 `htr.source` lists every input's training and, with `--val`, the average's own greedy
-CER on that labelled folder), ready for `htr-export DIR/model.keras`.
+CER on that labelled folder), ready for `htr-export DIR/model.keras`. `--each` measures
+every input as well: `htr-train --keep-epochs` keeps each epoch's model, and
+`python -m htr.train.average RUN/epochs/epoch-03[3-8].keras --out DIR --val VAL --each` says
+whether one of the last epochs or their average reads best.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("models", nargs="+", type=Path, help="model.keras files (each with model.json beside it)")
     ap.add_argument("--out", type=Path, required=True, help="folder for model.keras and model.json")
     ap.add_argument("--val", type=Path, help="labelled folder (labels.tsv) to measure the average's greedy CER on")
+    ap.add_argument("--each", action="store_true",
+                    help="with --val: measure every input too, to choose between them and their average")
     args = ap.parse_args(argv)
     if len(args.models) < 2:
         ap.error("give at least two models to average")
@@ -80,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"{args.models[0]}: {err}", file=sys.stderr)
         return 2
+    if args.each and args.val is not None:
+        spec = ModelSpec.from_json(args.models[0].with_suffix(".json"))
+        for path, one in zip(args.models, loaded):
+            cer, n = greedy_cer(one, spec, args.val)
+            print(f"{path}: greedy CER {100 * cer:.2f}% on {n} images of {args.val}")
     model = loaded[0]
     model.set_weights(weights)
     args.out.mkdir(parents=True, exist_ok=True)

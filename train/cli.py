@@ -54,6 +54,7 @@ def main(
     background: Optional[Background] = typer.Option(None, "--background", help="preprocessing: flatten uneven paper and light, or none (default: the --init-from model's policy, else none)"),
     backend: Backend = typer.Option(Backend("auto"), "--backend", help="Keras backend: auto is KERAS_BACKEND if set, else the fastest installed (benchmarks/reports/backends.md)"),
     mixed_precision: MixedPrecision = typer.Option(MixedPrecision(_D.mixed_precision), "--mixed-precision", help="auto: on a GPU only"),
+    keep_epochs: bool = typer.Option(_D.keep_epochs, "--keep-epochs", help="also keep every epoch's inference model as OUT/epochs/epoch-NNN.keras (to choose an epoch or average the last few)"),
     verbose: Verbose = typer.Option(Verbose(str(_D.verbose)), "--verbose", help="auto | 0 | 1 (progress bar) | 2 (one line per epoch)"),
     version: bool = version_option(),
 ) -> None:
@@ -81,7 +82,7 @@ def main(
         patience=patience, seed=seed, workers=workers, use_multiprocessing=processes, augment=augment,
         resume=resume, init_from=str(init_from) if init_from else None,
         digit_fraction=digit_fraction, mixed_precision=mixed_precision.value,
-        background=background.value if background else None,
+        background=background.value if background else None, keep_epochs=keep_epochs,
         verbose=verbose.value if verbose.value == "auto" else int(verbose.value),
         command=["htr-train", *sys.argv[1:]],
     )

@@ -80,6 +80,8 @@ class TrainConfig:
             `init_from` model's, else "none"), kept in the model's metadata.
         mixed_precision: one of `MIXED_PRECISION`.
         show_samples: validation samples printed per epoch.
+        keep_epochs: also keep every epoch's inference model as ``epochs/epoch-NNN.keras`` (to
+            choose an epoch or average the last few afterwards with `htr.train.average`).
         verbose: "auto", 0, 1 (progress bar) or 2 (one line per epoch).
         command: the command line, recorded in the model's metadata.
     """
@@ -110,6 +112,7 @@ class TrainConfig:
     background: str | None = None
     mixed_precision: str = "auto"
     show_samples: int = 4
+    keep_epochs: bool = False
     verbose: int | str = "auto"
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 

@@ -8,6 +8,8 @@ Files written to the output folder:
     best_loss.keras         the inference model at the lowest val_loss (the notebook's choice)
     last.weights.h5         training model + optimizer state after the last finished epoch
     state.json              the epoch and best scores that `--resume` continues from
+    epochs/epoch-NNN.keras  with `keep_epochs` (`--keep-epochs`): every epoch's inference model,
+                            its metadata beside it as epoch-NNN.json
     history.csv, history.png  loss, val_loss, val_cer, val_wer, lr, images/s per epoch
 
 Mixed precision (float16 compute, float32 softmax and loss) is switched on only when a GPU
@@ -174,6 +176,13 @@ class Checkpoints(keras.callbacks.Callback):
             state["best_loss"] = loss
             t.save_inference(t.out / "best_loss.keras")
         state["epoch"] = epoch + 1
+        if t.cfg.keep_epochs:  # this epoch's model, with its metadata beside it (export, average)
+            kept = t.out / "epochs" / f"epoch-{epoch + 1:03d}.keras"
+            kept.parent.mkdir(exist_ok=True)
+            t.save_inference(kept)
+            t.spec_with_facts().with_source(
+                epochs=epoch + 1, best_epoch=epoch + 1, val_cer=_finite(cer), val_loss=_finite(loss), file=kept.name,
+            ).save_json(kept.with_suffix(".json"))
         state["history"].append({k: float(v) for k, v in logs.items() if np.isscalar(v)})
         with atomic_path(t.out / "last.weights.h5") as tmp:
             t.training.save_weights(tmp, overwrite=True)
