@@ -415,6 +415,8 @@ def test_average_means_the_weights_and_measures_the_average(tmp_path, tiny_set, 
         average_weights([[np.zeros(3)], [np.zeros(4)]])
     with pytest.raises(SystemExit):  # one model is no average
         main([str(paths[0]), "--out", str(out)])
+    with pytest.raises(SystemExit):  # --each without a folder to measure on
+        main([str(p) for p in paths] + ["--out", str(out), "--each"])
 
 
 def test_htr_train_choices_are_the_architectures_models_builds():

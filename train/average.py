@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if len(args.models) < 2:
         ap.error("give at least two models to average")
+    if args.each and args.val is None:
+        ap.error("--each measures on the --val folder: give --val too")
     import keras
 
     from htr.runtime.metadata import ModelSpec
@@ -85,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"{args.models[0]}: {err}", file=sys.stderr)
         return 2
-    if args.each and args.val is not None:
-        spec = ModelSpec.from_json(args.models[0].with_suffix(".json"))
+    spec = ModelSpec.from_json(args.models[0].with_suffix(".json")) if args.val is not None else None
+    if args.each:
         for path, one in zip(args.models, loaded):
             cer, n = greedy_cer(one, spec, args.val)
             print(f"{path}: greedy CER {100 * cer:.2f}% on {n} images of {args.val}")
@@ -108,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         "file": "model.keras",
     })
     if args.val is not None:
-        spec = ModelSpec.from_json(args.models[0].with_suffix(".json"))
         cer, n = greedy_cer(model, spec, args.val)
         source.update({"val_cer": cer, "val_data": f"{args.val} (labelled folder, greedy)", "val_samples": n})
         print(f"average of {len(args.models)}: greedy CER {100 * cer:.2f}% on {n} images of {args.val}")
